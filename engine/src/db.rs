@@ -1,0 +1,824 @@
+//! The engine: tenants, each with a WAL-backed head and a set of blocks.
+//!
+//! Every tenant lives apart on disk under `<data>/tenants/<tenant>/metrics/`: a `wal/`
+//! directory and one directory per block. Isolation, retention and deletion are therefore per
+//! tenant by construction, and no code path reads two tenants unless it names both.
+//!
+//! # Durability
+//!
+//! An append is acknowledged (returns `Ok`) only after its samples are in the WAL according to
+//! the configured sync mode (default: fsynced before returning). Appends of one tenant are
+//! serialised by the tenant's append lock: samples are validated and applied to the head, and
+//! exactly the accepted samples are written to the WAL, in the same order, before the lock is
+//! released. Replay therefore rebuilds the same head. Should a WAL write fail, the head already
+//! holds samples that the WAL may lack; the tenant then refuses further appends
+//! ([`Error::WalFailed`]) until restart, because a retried write would be taken for an
+//! idempotent duplicate and acknowledged without reaching the WAL.
+//!
+//! # Cutting blocks
+//!
+//! When the head spans more than 1.5 block ranges, its oldest aligned range `[lo, hi)` is
+//! written as a block: the head's minimum valid time is raised to `hi` and the WAL rotated
+//! (under the append lock, briefly), the block is written from the head without holding the
+//! lock, then (under the lock again) the block is published, the head truncated before `hi`, and
+//! the WAL checkpointed: segments before the rotation are replaced by a checkpoint holding the
+//! series still in the head and the samples at or after `hi`. A crash at any point leaves the
+//! data readable: before the rename the block does not exist and the WAL holds everything;
+//! after it, replay skips samples older than the newest block (they are in the block).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use strata_wal::{CheckpointAction, SyncMode, Wal, WalOptions};
+
+use crate::block::{self, Block, BlockMeta, BlockWriter};
+use crate::chunk;
+use crate::error::{Error, Result};
+use crate::head::{Head, HeadOptions, SampleError, SeriesRef};
+use crate::labels::{Labels, Matcher};
+use crate::querier::{Querier, SelectHints, Series};
+use crate::record::{self, RECORD_SAMPLES, RECORD_SERIES};
+
+/// Tenant used when multi-tenancy is off.
+pub const DEFAULT_TENANT: &str = "anonymous";
+
+/// Options of the engine.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Root data directory. Default: `./data`.
+    pub data_dir: PathBuf,
+    /// Head tunables (chunk size, out-of-order window, block range).
+    pub head: HeadOptions,
+    /// WAL segment size in bytes. Default: 128 MiB.
+    pub wal_segment_size: u64,
+    /// WAL sync policy. Default: fsync every batch before acknowledging.
+    pub wal_sync: SyncMode,
+    /// Repair a corrupt WAL instead of refusing to start. Default: false.
+    pub wal_repair: bool,
+    /// Samples per chunk in blocks (block chunks are decoded whole). Default: 7200.
+    pub block_chunk_samples: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            data_dir: PathBuf::from("./data"),
+            head: HeadOptions::default(),
+            wal_segment_size: 128 << 20,
+            wal_sync: SyncMode::EveryBatch,
+            wal_repair: false,
+            block_chunk_samples: 7200,
+        }
+    }
+}
+
+/// Samples of one series in an append batch.
+#[derive(Clone, Copy, Debug)]
+pub struct AppendSeries<'a> {
+    /// The series.
+    pub labels: &'a Labels,
+    /// Its samples, `(timestamp_ms, value)`.
+    pub samples: &'a [(i64, f64)],
+}
+
+/// What an append did.
+#[derive(Debug, Default, Clone)]
+pub struct AppendReport {
+    /// Samples stored in order.
+    pub appended: u64,
+    /// Samples stored out of order.
+    pub out_of_order: u64,
+    /// Identical duplicates ignored.
+    pub duplicates: u64,
+    /// Samples rejected.
+    pub rejected: u64,
+    /// Series created by this append.
+    pub series_created: u64,
+    /// Rejections by reason (`SampleError::reason`).
+    pub rejected_by_reason: HashMap<&'static str, u64>,
+    /// The first rejections (at most 10) with their series.
+    pub errors: Vec<(Labels, SampleError)>,
+}
+
+/// What opening a tenant found.
+#[derive(Debug, Default, Clone)]
+pub struct TenantOpenReport {
+    /// Tenant id.
+    pub tenant: String,
+    /// Blocks loaded.
+    pub blocks: usize,
+    /// Incomplete block directories removed (crash during a block write).
+    pub incomplete_blocks_removed: usize,
+    /// WAL records replayed.
+    pub wal_records: u64,
+    /// Series in the head after replay.
+    pub series: u64,
+    /// Samples replayed into the head.
+    pub samples: u64,
+    /// Samples in the WAL skipped because they are already in blocks.
+    pub samples_skipped: u64,
+    /// Replay duration.
+    pub replay_time: Duration,
+    /// What a WAL repair dropped, if one happened.
+    pub repair: Option<String>,
+}
+
+/// One tenant's metrics storage.
+pub struct TenantDb {
+    id: String,
+    dir: PathBuf,
+    opts: EngineOptions,
+    head: Arc<Head>,
+    wal: Wal,
+    blocks: RwLock<Vec<Arc<Block>>>,
+    /// Serialises appends, block publication and head truncation of this tenant.
+    append_lock: Mutex<()>,
+    /// Serialises block cuts.
+    cut_lock: Mutex<()>,
+    wal_failed: AtomicBool,
+}
+
+fn valid_tenant(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 150
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+fn align_down(t: i64, range: i64) -> i64 {
+    t.saturating_sub(t.rem_euclid(range.max(1)))
+}
+
+impl TenantDb {
+    /// Opens (creating if needed) a tenant's storage: removes incomplete blocks, loads blocks,
+    /// replays the WAL into a fresh head.
+    pub fn open(id: &str, opts: &EngineOptions) -> Result<(TenantDb, TenantOpenReport)> {
+        if !valid_tenant(id) {
+            return Err(Error::InvalidTenant(id.to_string()));
+        }
+        let dir = opts.data_dir.join("tenants").join(id).join("metrics");
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create tenant dir", &dir, e))?;
+        let mut report = TenantOpenReport {
+            tenant: id.to_string(),
+            ..TenantOpenReport::default()
+        };
+        let removed = block::cleanup_incomplete(&dir)?;
+        for p in &removed {
+            tracing::warn!(tenant = id, path = %p.display(), "removed incomplete block left by a crash");
+        }
+        report.incomplete_blocks_removed = removed.len();
+
+        let mut blocks = Vec::new();
+        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io("list tenant dir", &dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("list tenant dir", &dir, e))?;
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if path.is_dir() && name != "wal" && path.join("meta.json").exists() {
+                blocks.push(Arc::new(Block::open(&path)?));
+            }
+        }
+        blocks.sort_by_key(|b| (b.meta().min_time, b.meta().max_time));
+        report.blocks = blocks.len();
+
+        let head = Arc::new(Head::new(opts.head.clone()));
+        if let Some(max) = blocks.iter().map(|b| b.meta().max_time).max() {
+            head.set_min_valid_time(max.saturating_add(1));
+        }
+
+        let wal_opts = WalOptions {
+            segment_size: opts.wal_segment_size,
+            sync: opts.wal_sync,
+            recovery: if opts.wal_repair {
+                strata_wal::RecoveryMode::Repair
+            } else {
+                strata_wal::RecoveryMode::TolerateTornTail
+            },
+        };
+        let wal_dir = dir.join("wal");
+        let start = Instant::now();
+        let (wal, replay, repair) = Wal::open(&wal_dir, wal_opts)?;
+        if let Some(r) = repair
+            && !r.is_torn_tail_only()
+        {
+            let summary = format!(
+                "{} bytes dropped ({} intact records); files removed: {:?}; details: {:?}",
+                r.bytes_dropped(),
+                r.intact_records_dropped(),
+                r.files_removed()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>(),
+                r.dropped
+            );
+            tracing::warn!(tenant = id, %summary, "WAL repaired: data after the corruption was dropped");
+            report.repair = Some(summary);
+        }
+        replay_into(&head, replay, &mut report)?;
+        report.replay_time = start.elapsed();
+        report.series = head.num_series();
+        head.counters.reset_after_replay();
+
+        Ok((
+            TenantDb {
+                id: id.to_string(),
+                dir,
+                opts: opts.clone(),
+                head,
+                wal,
+                blocks: RwLock::new(blocks),
+                append_lock: Mutex::new(()),
+                cut_lock: Mutex::new(()),
+                wal_failed: AtomicBool::new(false),
+            },
+            report,
+        ))
+    }
+
+    /// The tenant id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The tenant's metrics directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The head.
+    pub fn head(&self) -> &Arc<Head> {
+        &self.head
+    }
+
+    /// Metadata of the loaded blocks, oldest first.
+    pub fn block_metas(&self) -> Vec<BlockMeta> {
+        self.blocks.read().iter().map(|b| b.meta().clone()).collect()
+    }
+
+    /// The loaded blocks, oldest first.
+    pub fn blocks(&self) -> Vec<Arc<Block>> {
+        self.blocks.read().clone()
+    }
+
+    /// Appends a batch. Returns once the accepted samples are durable per the sync mode.
+    /// Rejected samples do not fail the call; they are reported.
+    pub fn append(&self, batch: &[AppendSeries<'_>]) -> Result<AppendReport> {
+        if self.wal_failed.load(Ordering::Acquire) {
+            return Err(Error::WalFailed(self.id.clone()));
+        }
+        let mut report = AppendReport::default();
+        let mut series_buf = Vec::new();
+        let mut samples_buf = Vec::with_capacity(batch.len() * 24);
+        let mut accepted = Vec::new();
+        let _guard = self.append_lock.lock();
+        if self.wal_failed.load(Ordering::Acquire) {
+            return Err(Error::WalFailed(self.id.clone()));
+        }
+        for item in batch {
+            if item.samples.is_empty() {
+                continue;
+            }
+            let (r, created) = self.head.get_or_create(item.labels);
+            if created {
+                report.series_created += 1;
+                record::encode_series(&mut series_buf, [(r, item.labels)]);
+            }
+            accepted.clear();
+            let out = self.head.append(r, item.samples, &mut accepted)?;
+            record::encode_samples(&mut samples_buf, r, &accepted);
+            report.appended += u64::from(out.appended);
+            report.out_of_order += u64::from(out.out_of_order);
+            report.duplicates += u64::from(out.duplicates);
+            if out.rejected > 0 {
+                report.rejected += u64::from(out.rejected);
+                if let Some(e) = out.first_error {
+                    *report.rejected_by_reason.entry(e.reason()).or_default() +=
+                        u64::from(out.rejected);
+                    if report.errors.len() < 10 {
+                        report.errors.push((item.labels.clone(), e));
+                    }
+                    self.head.counters.count_rejected(e, u64::from(out.rejected));
+                }
+            }
+        }
+        let mut records: Vec<(u8, &[u8])> = Vec::with_capacity(2);
+        if !series_buf.is_empty() {
+            records.push((RECORD_SERIES, &series_buf));
+        }
+        if !samples_buf.is_empty() {
+            records.push((RECORD_SAMPLES, &samples_buf));
+        }
+        if !records.is_empty()
+            && let Err(e) = self.wal.append(&records)
+        {
+            self.wal_failed.store(true, Ordering::Release);
+            tracing::error!(tenant = %self.id, error = %e, "WAL write failed; refusing further writes to this tenant until restart");
+            return Err(e.into());
+        }
+        Ok(report)
+    }
+
+    /// A read view over the head and the current blocks.
+    pub fn querier(&self) -> Querier {
+        Querier::new(self.head.clone(), self.blocks.read().clone())
+    }
+
+    /// Cuts blocks from the head while it spans more than 1.5 block ranges. Returns the new
+    /// blocks.
+    pub fn cut_due_blocks(&self) -> Result<Vec<BlockMeta>> {
+        let range = self.opts.head.block_range_ms.max(1);
+        let mut out = Vec::new();
+        loop {
+            let min = self.head.min_time();
+            if min == i64::MAX {
+                break;
+            }
+            let lo = align_down(min, range);
+            let hi = lo.saturating_add(range);
+            if self.head.max_time() < hi.saturating_add(range / 2) {
+                break;
+            }
+            if let Some(meta) = self.persist_range(lo, hi)? {
+                out.push(meta);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Persists everything in the head into blocks (aligned ranges, the last one partial),
+    /// leaving the head empty. Used by import, benchmarks and tests.
+    pub fn persist_all(&self) -> Result<Vec<BlockMeta>> {
+        let range = self.opts.head.block_range_ms.max(1);
+        let mut out = Vec::new();
+        loop {
+            let min = self.head.min_time();
+            if min == i64::MAX {
+                break;
+            }
+            let lo = align_down(min, range);
+            let hi = lo.saturating_add(range);
+            if let Some(meta) = self.persist_range(lo, hi)? {
+                out.push(meta);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes the head's samples in `[lo, hi)` as a block, publishes it, truncates the head and
+    /// checkpoints the WAL. Returns `None` if the range held no samples.
+    pub fn persist_range(&self, lo: i64, hi: i64) -> Result<Option<BlockMeta>> {
+        let _cut = self.cut_lock.lock();
+        let range = self.opts.head.block_range_ms.max(1);
+        let (lo, checkpoint_upto) = {
+            let _g = self.append_lock.lock();
+            self.head.set_min_valid_time(hi);
+            // An out-of-order sample older than `lo` may have arrived since the caller chose
+            // the range; widen the block so that truncating the head cannot drop it.
+            let lo = lo.min(align_down(self.head.min_time(), range));
+            (lo, self.wal.rotate()?.saturating_sub(1))
+        };
+        let started = Instant::now();
+        let refs = self.head.all_postings();
+        let sorted = self.head.sorted_refs(&refs);
+        let mut writer = BlockWriter::create(&self.dir, lo, hi.saturating_sub(1), 1, Vec::new())?;
+        let mut wrote_any = false;
+        let chunk_samples = self.opts.block_chunk_samples.max(1);
+        let mut encoded: Vec<(i64, i64, u32, u8, Vec<u8>)> = Vec::new();
+        for (labels, r) in &sorted {
+            let samples = self.head.samples_in_range(*r, lo, hi)?;
+            if samples.is_empty() {
+                continue;
+            }
+            encoded.clear();
+            for c in samples.chunks(chunk_samples) {
+                let (Some(first), Some(last)) = (c.first(), c.last()) else {
+                    continue;
+                };
+                let (enc, bytes) = chunk::encode_best(c);
+                encoded.push((first.0, last.0, c.len() as u32, enc.as_u8(), bytes));
+            }
+            let refs: Vec<(i64, i64, u32, u8, &[u8])> = encoded
+                .iter()
+                .map(|(a, b, n, e, d)| (*a, *b, *n, *e, d.as_slice()))
+                .collect();
+            writer.add_series(labels, &refs)?;
+            wrote_any = true;
+        }
+        let meta = if wrote_any {
+            let (meta, path) = writer.finish()?;
+            let block = Arc::new(Block::open(&path)?);
+            tracing::info!(
+                tenant = %self.id,
+                block = %meta.id,
+                min_time = meta.min_time,
+                max_time = meta.max_time,
+                series = meta.stats.num_series,
+                samples = meta.stats.num_samples,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "cut block from head"
+            );
+            let _g = self.append_lock.lock();
+            let mut blocks = self.blocks.write();
+            blocks.push(block);
+            blocks.sort_by_key(|b| (b.meta().min_time, b.meta().max_time));
+            Some(meta)
+        } else {
+            drop(writer);
+            block::cleanup_incomplete(&self.dir)?;
+            None
+        };
+        {
+            let _g = self.append_lock.lock();
+            self.head.truncate(hi)?;
+        }
+        self.checkpoint_wal(checkpoint_upto, hi)?;
+        Ok(meta)
+    }
+
+    fn checkpoint_wal(&self, upto: u64, hi: i64) -> Result<()> {
+        let head = &self.head;
+        if upto == 0 || self.wal.last_checkpoint().is_some_and(|c| c >= upto) {
+            return Ok(());
+        }
+        self.wal.checkpoint(upto, |kind, payload| match kind {
+            RECORD_SERIES => {
+                let mut buf = Vec::new();
+                let res = record::decode_series(payload, |r, l| {
+                    if head.contains(r) {
+                        record::encode_series(&mut buf, [(r, &l)]);
+                    }
+                    Ok(())
+                });
+                match res {
+                    Ok(()) if buf.is_empty() => CheckpointAction::Drop,
+                    Ok(()) if buf.len() == payload.len() => CheckpointAction::Keep,
+                    Ok(()) => CheckpointAction::Rewrite {
+                        kind,
+                        payload: buf,
+                    },
+                    Err(_) => CheckpointAction::Keep,
+                }
+            }
+            RECORD_SAMPLES => {
+                let mut buf = Vec::new();
+                let mut kept: Vec<(i64, f64)> = Vec::new();
+                let mut dropped_any = false;
+                let res = record::decode_samples(payload, |r, s| {
+                    kept.clear();
+                    kept.extend(s.iter().copied().filter(|&(t, _)| t >= hi));
+                    dropped_any |= kept.len() != s.len();
+                    record::encode_samples(&mut buf, r, &kept);
+                    Ok(())
+                });
+                match res {
+                    Ok(()) if buf.is_empty() => CheckpointAction::Drop,
+                    Ok(()) if !dropped_any => CheckpointAction::Keep,
+                    Ok(()) => CheckpointAction::Rewrite {
+                        kind,
+                        payload: buf,
+                    },
+                    Err(_) => CheckpointAction::Keep,
+                }
+            }
+            _ => CheckpointAction::Keep,
+        })?;
+        Ok(())
+    }
+
+    /// Flushes the WAL to disk.
+    pub fn sync(&self) -> Result<()> {
+        self.wal.sync()?;
+        Ok(())
+    }
+}
+
+fn replay_into(
+    head: &Head,
+    mut replay: strata_wal::Replay,
+    report: &mut TenantOpenReport,
+) -> Result<()> {
+    let mut ref_map: HashMap<SeriesRef, SeriesRef> = HashMap::new();
+    let mut scratch = Vec::new();
+    while let Some(rec) = replay.next_record() {
+        let rec = rec?;
+        report.wal_records += 1;
+        match rec.kind {
+            RECORD_SERIES => record::decode_series(rec.payload, |r, labels| {
+                let actual = head.create_with_ref(r, &labels);
+                if actual != r {
+                    ref_map.insert(r, actual);
+                }
+                Ok(())
+            })?,
+            RECORD_SAMPLES => record::decode_samples(rec.payload, |r, samples| {
+                let r = ref_map.get(&r).copied().unwrap_or(r);
+                scratch.clear();
+                match head.append(r, samples, &mut scratch) {
+                    Ok(out) => {
+                        report.samples += u64::from(out.appended + out.out_of_order);
+                        report.samples_skipped += u64::from(out.rejected + out.duplicates);
+                        Ok(())
+                    }
+                    Err(Error::UnknownSeries(_)) => {
+                        // Samples of a series whose definition was dropped with a checkpoint:
+                        // they predate the newest block.
+                        report.samples_skipped += samples.len() as u64;
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            })?,
+            other => {
+                tracing::warn!(record_type = other, "skipping WAL record of unknown type");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The storage engine: all tenants.
+pub struct Engine {
+    opts: EngineOptions,
+    tenants: RwLock<HashMap<String, Arc<TenantDb>>>,
+    create_lock: Mutex<()>,
+}
+
+impl Engine {
+    /// Opens the engine: every tenant found under `<data>/tenants/` is opened (blocks loaded,
+    /// WAL replayed). Returns the per-tenant reports.
+    pub fn open(opts: EngineOptions) -> Result<(Engine, Vec<TenantOpenReport>)> {
+        let tenants_dir = opts.data_dir.join("tenants");
+        std::fs::create_dir_all(&tenants_dir)
+            .map_err(|e| Error::io("create data dir", &tenants_dir, e))?;
+        let mut tenants = HashMap::new();
+        let mut reports = Vec::new();
+        let entries = std::fs::read_dir(&tenants_dir)
+            .map_err(|e| Error::io("list tenants", &tenants_dir, e))?;
+        let mut ids: Vec<String> = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("list tenants", &tenants_dir, e))?;
+            if entry.path().join("metrics").is_dir() {
+                ids.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        ids.sort();
+        for id in ids {
+            let (db, report) = TenantDb::open(&id, &opts)?;
+            tenants.insert(id, Arc::new(db));
+            reports.push(report);
+        }
+        Ok((
+            Engine {
+                opts,
+                tenants: RwLock::new(tenants),
+                create_lock: Mutex::new(()),
+            },
+            reports,
+        ))
+    }
+
+    /// The options the engine runs with.
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// The tenant's storage, created on first use.
+    pub fn tenant(&self, id: &str) -> Result<Arc<TenantDb>> {
+        if let Some(t) = self.tenants.read().get(id) {
+            return Ok(t.clone());
+        }
+        let _g = self.create_lock.lock();
+        if let Some(t) = self.tenants.read().get(id) {
+            return Ok(t.clone());
+        }
+        let (db, report) = TenantDb::open(id, &self.opts)?;
+        tracing::info!(tenant = id, blocks = report.blocks, "created tenant storage");
+        let db = Arc::new(db);
+        self.tenants.write().insert(id.to_string(), db.clone());
+        Ok(db)
+    }
+
+    /// The tenant's storage if it exists (reads never create tenants).
+    pub fn existing_tenant(&self, id: &str) -> Option<Arc<TenantDb>> {
+        self.tenants.read().get(id).cloned()
+    }
+
+    /// Ids of all tenants, sorted.
+    pub fn tenant_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.tenants.read().keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Appends a batch to a tenant (creating it on first write).
+    pub fn append(&self, tenant: &str, batch: &[AppendSeries<'_>]) -> Result<AppendReport> {
+        self.tenant(tenant)?.append(batch)
+    }
+
+    /// A read view of a tenant; an unknown tenant reads as empty.
+    pub fn querier(&self, tenant: &str) -> Result<Querier> {
+        if !valid_tenant(tenant) {
+            return Err(Error::InvalidTenant(tenant.to_string()));
+        }
+        Ok(match self.existing_tenant(tenant) {
+            Some(t) => t.querier(),
+            None => Querier::new(Arc::new(Head::new(self.opts.head.clone())), Vec::new()),
+        })
+    }
+
+    /// Selects series of one tenant (see [`Querier::select`]).
+    pub fn select(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        hints: &SelectHints,
+    ) -> Result<Vec<Series>> {
+        self.querier(tenant)?.select(matchers, mint, maxt, hints)
+    }
+
+    /// Background maintenance: cuts due blocks in every tenant. Errors are logged per tenant
+    /// and the first one returned.
+    pub fn maintain(&self) -> Result<()> {
+        let tenants: Vec<Arc<TenantDb>> = self.tenants.read().values().cloned().collect();
+        let mut first_err = None;
+        for t in tenants {
+            if let Err(e) = t.cut_due_blocks() {
+                tracing::error!(tenant = %t.id(), error = %e, "cutting blocks failed");
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Syncs every tenant's WAL (graceful shutdown).
+    pub fn close(&self) -> Result<()> {
+        let tenants: Vec<Arc<TenantDb>> = self.tenants.read().values().cloned().collect();
+        for t in tenants {
+            t.sync()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::Matcher;
+
+    fn opts(dir: &Path) -> EngineOptions {
+        EngineOptions {
+            data_dir: dir.to_path_buf(),
+            head: HeadOptions {
+                block_range_ms: 3_600_000,
+                ..HeadOptions::default()
+            },
+            ..EngineOptions::default()
+        }
+    }
+
+    fn series(i: usize) -> Labels {
+        Labels::from_pairs(&[
+            ("__name__", "node_cpu_seconds_total"),
+            ("cpu", &i.to_string()),
+            ("job", "node"),
+        ])
+        .unwrap()
+    }
+
+    fn write(engine: &Engine, n_series: usize, from: i64, to: i64, step: i64) {
+        let labels: Vec<Labels> = (0..n_series).map(series).collect();
+        let mut t = from;
+        while t < to {
+            let samples: Vec<Vec<(i64, f64)>> = (0..n_series)
+                .map(|i| vec![(t, (t / 1000) as f64 + i as f64)])
+                .collect();
+            let batch: Vec<AppendSeries> = labels
+                .iter()
+                .zip(&samples)
+                .map(|(l, s)| AppendSeries { labels: l, samples: s })
+                .collect();
+            let rep = engine.append(DEFAULT_TENANT, &batch).unwrap();
+            assert_eq!(rep.rejected, 0);
+            t += step;
+        }
+    }
+
+    fn read_all(engine: &Engine, tenant: &str) -> Vec<(Labels, Vec<(i64, f64)>)> {
+        let m = [Matcher::equal("job", "node")];
+        engine
+            .select(tenant, &m, i64::MIN, i64::MAX, &SelectHints::default())
+            .unwrap()
+            .into_iter()
+            .map(|s| {
+                let samples = s.samples(i64::MIN, i64::MAX).unwrap();
+                (s.labels().clone(), samples)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn wal_replay_restores_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = {
+            let (engine, _) = Engine::open(opts(dir.path())).unwrap();
+            write(&engine, 5, 0, 600_000, 15_000);
+            read_all(&engine, DEFAULT_TENANT)
+        };
+        assert_eq!(before.len(), 5);
+        assert_eq!(before[0].1.len(), 40);
+        let (engine, reports) = Engine::open(opts(dir.path())).unwrap();
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].samples, 200);
+        assert_eq!(read_all(&engine, DEFAULT_TENANT), before);
+    }
+
+    #[test]
+    fn blocks_cut_and_survive_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let hour = 3_600_000;
+        let before = {
+            let (engine, _) = Engine::open(opts(dir.path())).unwrap();
+            write(&engine, 3, 0, 2 * hour, 60_000);
+            let t = engine.tenant(DEFAULT_TENANT).unwrap();
+            let cut = t.cut_due_blocks().unwrap();
+            assert_eq!(cut.len(), 1, "one full hour cut, the partial second stays");
+            assert_eq!(cut[0].min_time, 0);
+            assert_eq!(cut[0].max_time, hour - 1);
+            assert!(t.head().min_time() >= hour);
+            read_all(&engine, DEFAULT_TENANT)
+        };
+        assert_eq!(before[0].1.len(), 120);
+        let (engine, reports) = Engine::open(opts(dir.path())).unwrap();
+        assert_eq!(reports[0].blocks, 1);
+        assert_eq!(reports[0].samples, 3 * 60, "only the second hour replays");
+        assert_eq!(read_all(&engine, DEFAULT_TENANT), before);
+        // Samples in the persisted range are now too old.
+        let l = series(0);
+        let rep = engine
+            .append(DEFAULT_TENANT, &[AppendSeries { labels: &l, samples: &[(1000, 1.0)] }])
+            .unwrap();
+        assert_eq!(rep.rejected, 1);
+    }
+
+    #[test]
+    fn persist_all_empties_head_and_keeps_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, _) = Engine::open(opts(dir.path())).unwrap();
+        write(&engine, 4, 0, 5_000_000, 30_000);
+        let before = read_all(&engine, DEFAULT_TENANT);
+        let t = engine.tenant(DEFAULT_TENANT).unwrap();
+        let metas = t.persist_all().unwrap();
+        assert_eq!(metas.len(), 2);
+        assert_eq!(t.head().num_series(), 0);
+        assert_eq!(read_all(&engine, DEFAULT_TENANT), before);
+        drop(t);
+        drop(engine);
+        let (engine, reports) = Engine::open(opts(dir.path())).unwrap();
+        assert_eq!(reports[0].samples, 0);
+        assert_eq!(read_all(&engine, DEFAULT_TENANT), before);
+    }
+
+    #[test]
+    fn tenants_are_isolated() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, _) = Engine::open(opts(dir.path())).unwrap();
+        let l = series(1);
+        engine
+            .append("team-a", &[AppendSeries { labels: &l, samples: &[(1, 1.0)] }])
+            .unwrap();
+        assert_eq!(read_all(&engine, "team-a").len(), 1);
+        assert!(read_all(&engine, "team-b").is_empty());
+        assert!(engine.existing_tenant("team-b").is_none(), "reads never create tenants");
+        assert!(matches!(
+            engine.append("../x", &[AppendSeries { labels: &l, samples: &[(1, 1.0)] }]),
+            Err(Error::InvalidTenant(_))
+        ));
+        assert!(dir.path().join("tenants/team-a/metrics/wal").is_dir());
+    }
+
+    #[test]
+    fn label_names_and_values_with_time_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, _) = Engine::open(opts(dir.path())).unwrap();
+        write(&engine, 2, 0, 120_000, 60_000);
+        let q = engine.querier(DEFAULT_TENANT).unwrap();
+        assert_eq!(
+            q.label_names(&[], i64::MIN, i64::MAX).unwrap(),
+            vec!["__name__", "cpu", "job"]
+        );
+        assert_eq!(q.label_values("cpu", &[], 0, 1000).unwrap(), vec!["0", "1"]);
+        assert!(q.label_values("cpu", &[], 10_000_000, 20_000_000).unwrap().is_empty());
+        let m = [Matcher::equal("cpu", "1")];
+        assert_eq!(q.label_values("cpu", &m, 0, 1000).unwrap(), vec!["1"]);
+    }
+}

@@ -1,0 +1,28 @@
+//! Strata's storage engine.
+//!
+//! The engine stores the metrics of every tenant: an in-memory **head** (series registry,
+//! postings, open Gorilla chunks) backed by a write-ahead log, and immutable **blocks** on disk
+//! cut from the head's oldest time range. Queries go through [`querier`], which merges head,
+//! out-of-order chunks and blocks into one sorted series set.
+//!
+//! The engine knows nothing of HTTP or PromQL; the server and query crates sit on top of it.
+//!
+//! Layout on disk: `<data>/tenants/<tenant>/metrics/{wal/, <block-id>/}`.
+
+pub mod block;
+pub mod chunk;
+pub mod db;
+pub mod error;
+pub mod head;
+pub mod labels;
+pub mod querier;
+pub mod record;
+
+pub use error::{Error, Result};
+pub use db::{
+    AppendReport, AppendSeries, DEFAULT_TENANT, Engine, EngineOptions, TenantDb, TenantOpenReport,
+};
+pub use head::{Head, HeadOptions, SampleError, SeriesRef};
+pub use labels::{Label, Labels, MatchOp, Matcher};
+pub use querier::{Querier, SelectHints, Series, SeriesIter};
+

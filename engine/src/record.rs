@@ -1,0 +1,301 @@
+//! The engine's WAL record payloads.
+//!
+//! The WAL (`strata-wal`) stores typed byte records and knows nothing of series or samples; this
+//! module defines what the metrics engine puts in them. Records are written in batches: a batch
+//! holding the series records of the series it creates followed by one samples record, so that a
+//! replayed samples record always refers to a series defined earlier in the log (or in the
+//! checkpoint).
+//!
+//! # Layout
+//!
+//! All integers are LEB128 varints unless stated; `zz` marks zigzag-encoded signed varints.
+//!
+//! ```text
+//! SERIES (type 1):   repeated { ref: varint u32 | n_labels: varint |
+//!                               n_labels × { name_len: varint | name | value_len: varint | value } }
+//! SAMPLES (type 2):  repeated { ref: varint u32 | n: varint (≥1) | t0: zz i64 | v0: u64 LE (f64 bits) |
+//!                               (n-1) × { dt: zz i64 (t_i - t_{i-1}) | v: u64 LE } }
+//! ```
+//!
+//! Values travel as raw IEEE-754 bits so stale markers and NaN payloads survive bit-exactly.
+//! Timestamps within one group may go backwards (out-of-order samples), hence the signed delta.
+//! Decoding never panics: every read is length-checked and malformed payloads produce
+//! [`Error::Record`].
+
+use crate::error::{Error, Result};
+use crate::labels::{Label, Labels};
+
+/// Record type of a series definition record.
+pub const RECORD_SERIES: u8 = 1;
+/// Record type of a samples record.
+pub const RECORD_SAMPLES: u8 = 2;
+
+/// Appends a varint.
+pub(crate) fn put_uvarint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+/// Appends a zigzag varint.
+pub(crate) fn put_varint(buf: &mut Vec<u8>, v: i64) {
+    put_uvarint(buf, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+/// A cursor over a record payload with checked reads.
+pub(crate) struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    record_type: u8,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(record_type: u8, buf: &'a [u8]) -> Self {
+        Reader {
+            buf,
+            pos: 0,
+            record_type,
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+
+    fn err(&self, what: &str) -> Error {
+        Error::Record {
+            record_type: self.record_type,
+            reason: format!("{what} at payload offset {}", self.pos),
+        }
+    }
+
+    pub(crate) fn uvarint(&mut self) -> Result<u64> {
+        let mut v: u64 = 0;
+        let mut shift = 0u32;
+        loop {
+            let b = *self
+                .buf
+                .get(self.pos)
+                .ok_or_else(|| self.err("truncated varint"))?;
+            self.pos += 1;
+            if shift == 63 && b > 1 {
+                return Err(self.err("varint overflows 64 bits"));
+            }
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+            shift += 7;
+            if shift > 63 {
+                return Err(self.err("varint overflows 64 bits"));
+            }
+        }
+    }
+
+    pub(crate) fn varint(&mut self) -> Result<i64> {
+        let u = self.uvarint()?;
+        Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+    }
+
+    pub(crate) fn u32_varint(&mut self) -> Result<u32> {
+        let v = self.uvarint()?;
+        u32::try_from(v).map_err(|_| self.err("value exceeds u32"))
+    }
+
+    pub(crate) fn u64_le(&mut self) -> Result<u64> {
+        let end = self.pos.checked_add(8).ok_or_else(|| self.err("overflow"))?;
+        let bytes = self
+            .buf
+            .get(self.pos..end)
+            .ok_or_else(|| self.err("truncated 8-byte value"))?;
+        let mut arr = [0u8; 8];
+        arr.copy_from_slice(bytes);
+        self.pos = end;
+        Ok(u64::from_le_bytes(arr))
+    }
+
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8]> {
+        let len = usize::try_from(self.uvarint()?).map_err(|_| self.err("length overflow"))?;
+        let end = self
+            .pos
+            .checked_add(len)
+            .ok_or_else(|| self.err("length overflow"))?;
+        let s = self
+            .buf
+            .get(self.pos..end)
+            .ok_or_else(|| self.err("truncated string"))?;
+        self.pos = end;
+        Ok(s)
+    }
+
+    pub(crate) fn string(&mut self) -> Result<String> {
+        let b = self.bytes()?;
+        String::from_utf8(b.to_vec()).map_err(|_| self.err("invalid UTF-8 in label"))
+    }
+}
+
+/// Encodes series definitions `(ref, labels)` into a SERIES payload.
+pub fn encode_series<'a>(
+    buf: &mut Vec<u8>,
+    series: impl IntoIterator<Item = (u32, &'a Labels)>,
+) {
+    for (r, labels) in series {
+        put_uvarint(buf, u64::from(r));
+        put_uvarint(buf, labels.len() as u64);
+        for l in labels {
+            put_uvarint(buf, l.name.len() as u64);
+            buf.extend_from_slice(l.name.as_bytes());
+            put_uvarint(buf, l.value.len() as u64);
+            buf.extend_from_slice(l.value.as_bytes());
+        }
+    }
+}
+
+/// Decodes a SERIES payload, calling `f(ref, labels)` for each definition.
+pub fn decode_series(payload: &[u8], mut f: impl FnMut(u32, Labels) -> Result<()>) -> Result<()> {
+    let mut r = Reader::new(RECORD_SERIES, payload);
+    while !r.is_empty() {
+        let sref = r.u32_varint()?;
+        let n = r.uvarint()?;
+        let mut labels = Vec::with_capacity(usize::try_from(n.min(64)).unwrap_or(64));
+        for _ in 0..n {
+            let name = r.string()?;
+            let value = r.string()?;
+            labels.push(Label { name, value });
+        }
+        let labels = Labels::new(labels).map_err(|e| Error::Record {
+            record_type: RECORD_SERIES,
+            reason: e.to_string(),
+        })?;
+        f(sref, labels)?;
+    }
+    Ok(())
+}
+
+/// Encodes one series' samples group into a SAMPLES payload (call repeatedly for a batch).
+pub fn encode_samples(buf: &mut Vec<u8>, sref: u32, samples: &[(i64, f64)]) {
+    let Some(&(t0, v0)) = samples.first() else {
+        return;
+    };
+    put_uvarint(buf, u64::from(sref));
+    put_uvarint(buf, samples.len() as u64);
+    put_varint(buf, t0);
+    buf.extend_from_slice(&v0.to_bits().to_le_bytes());
+    let mut prev = t0;
+    for &(t, v) in samples.iter().skip(1) {
+        put_varint(buf, t.wrapping_sub(prev));
+        buf.extend_from_slice(&v.to_bits().to_le_bytes());
+        prev = t;
+    }
+}
+
+/// Decodes a SAMPLES payload, calling `f(ref, samples)` once per series group. The sample
+/// buffer is reused between calls.
+pub fn decode_samples(
+    payload: &[u8],
+    mut f: impl FnMut(u32, &[(i64, f64)]) -> Result<()>,
+) -> Result<()> {
+    let mut r = Reader::new(RECORD_SAMPLES, payload);
+    let mut buf: Vec<(i64, f64)> = Vec::new();
+    while !r.is_empty() {
+        let sref = r.u32_varint()?;
+        let n = r.uvarint()?;
+        if n == 0 {
+            return Err(r.err("empty samples group"));
+        }
+        // Each sample takes at least 9 bytes; bound the allocation by what the payload can hold.
+        let max_possible = (payload.len() / 9) as u64 + 1;
+        if n > max_possible {
+            return Err(r.err("sample count exceeds payload size"));
+        }
+        buf.clear();
+        let mut t = r.varint()?;
+        buf.push((t, f64::from_bits(r.u64_le()?)));
+        for _ in 1..n {
+            t = t.wrapping_add(r.varint()?);
+            buf.push((t, f64::from_bits(r.u64_le()?)));
+        }
+        f(sref, &buf)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn series_round_trip() {
+        let a = Labels::from_pairs(&[("__name__", "up"), ("job", "node")]).unwrap();
+        let b = Labels::from_pairs(&[("__name__", "x"), ("ü", "✓")]).unwrap();
+        let mut buf = Vec::new();
+        encode_series(&mut buf, [(1, &a), (70000, &b)]);
+        let mut got = Vec::new();
+        decode_series(&buf, |r, l| {
+            got.push((r, l));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got, vec![(1, a), (70000, b)]);
+    }
+
+    #[test]
+    fn truncated_payloads_error() {
+        let mut buf = Vec::new();
+        encode_samples(&mut buf, 3, &[(1000, 1.5), (2000, f64::NAN), (1500, -0.0)]);
+        for cut in 0..buf.len() {
+            let res = decode_samples(&buf[..cut], |_, _| Ok(()));
+            if cut == 0 {
+                assert!(res.is_ok());
+            } else {
+                assert!(
+                    matches!(res, Err(Error::Record { record_type: RECORD_SAMPLES, .. })),
+                    "cut {cut}: {res:?}"
+                );
+            }
+        }
+        let l = Labels::from_pairs(&[("a", "b")]).unwrap();
+        let mut sbuf = Vec::new();
+        encode_series(&mut sbuf, [(1, &l)]);
+        for cut in 1..sbuf.len() {
+            assert!(decode_series(&sbuf[..cut], |_, _| Ok(())).is_err());
+        }
+    }
+
+    #[test]
+    fn huge_count_is_rejected_without_allocating() {
+        let mut buf = Vec::new();
+        put_uvarint(&mut buf, 1);
+        put_uvarint(&mut buf, u64::MAX >> 1);
+        let res = decode_samples(&buf, |_, _| Ok(()));
+        assert!(matches!(res, Err(Error::Record { .. })));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn samples_round_trip(groups in proptest::collection::vec(
+            (any::<u32>(), proptest::collection::vec((any::<i64>(), any::<u64>()), 1..20)), 0..10)) {
+            let mut buf = Vec::new();
+            for (r, s) in &groups {
+                let s: Vec<(i64, f64)> = s.iter().map(|&(t, v)| (t, f64::from_bits(v))).collect();
+                encode_samples(&mut buf, *r, &s);
+            }
+            let mut got = Vec::new();
+            decode_samples(&buf, |r, s| {
+                got.push((r, s.iter().map(|&(t, v)| (t, v.to_bits())).collect::<Vec<_>>()));
+                Ok(())
+            }).unwrap();
+            prop_assert_eq!(got, groups);
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode_samples(&bytes, |_, _| Ok(()));
+            let _ = decode_series(&bytes, |_, _| Ok(()));
+        }
+    }
+}

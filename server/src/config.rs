@@ -1,0 +1,302 @@
+//! Server configuration: one TOML file, overridden by flags and environment variables.
+//!
+//! Every field has a documented default, so an empty file (or none) is a valid configuration.
+//! Unknown keys are rejected with the key named, because a misspelt option silently taking its
+//! default is worse than a refused start. Durations are written like `2h`, `10m`, `30s`,
+//! `100ms`; sizes like `128MiB`, `1GiB` or a plain byte count.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use strata_engine::{EngineOptions, HeadOptions};
+use strata_wal::SyncMode;
+
+/// Errors of loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown/mistyped keys.
+    #[error("parsing config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
+    /// A value is out of range or malformed.
+    #[error("invalid config value for {field}: {message}")]
+    Invalid {
+        /// The option, as `section.key`.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Data directory. Default: `./data`.
+    pub data_dir: Option<PathBuf>,
+    /// Storage options.
+    pub storage: StorageConfig,
+    /// Write-ahead log options.
+    pub wal: WalConfig,
+}
+
+/// `[storage]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Time range of a block cut from the head. Default: `2h`.
+    pub block_range: String,
+    /// How far behind a series' newest sample an out-of-order sample is still accepted;
+    /// `0s` disables out-of-order ingestion. Default: `10m`. Must be below half the block range.
+    pub out_of_order_window: String,
+    /// Samples per head chunk. Default: 120. Range 8..=1024.
+    pub head_chunk_samples: usize,
+    /// Samples per chunk in blocks. Default: 7200. Range 120..=65536.
+    pub block_chunk_samples: usize,
+    /// How often the background maintenance (block cutting) runs. Default: `1m`.
+    pub maintenance_interval: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            block_range: "2h".into(),
+            out_of_order_window: "10m".into(),
+            head_chunk_samples: 120,
+            block_chunk_samples: 7200,
+            maintenance_interval: "1m".into(),
+        }
+    }
+}
+
+/// `[wal]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WalConfig {
+    /// Segment size. Default: `128MiB`. Range 1MiB..=4GiB.
+    pub segment_size: String,
+    /// `batch` (default): every write is fsynced before it is acknowledged. A duration such as
+    /// `100ms`: writes are fsynced at most that long after they are acknowledged (a crash of
+    /// the machine, not only the process, can lose that window).
+    pub sync: String,
+    /// Repair a corrupt WAL at start-up (dropping everything after the corruption and
+    /// reporting it) instead of refusing to start. Default: false.
+    pub repair: bool,
+}
+
+impl Default for WalConfig {
+    fn default() -> Self {
+        WalConfig {
+            segment_size: "128MiB".into(),
+            sync: "batch".into(),
+            repair: false,
+        }
+    }
+}
+
+/// Parses `2h`, `10m`, `30s`, `100ms`, `1d`, or a combination like `1h30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut total_ms: u128 = 0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(format!("{s:?}: expected a number before {rest:?}"));
+        }
+        let (num, tail) = rest.split_at(digits);
+        let n: u128 = num.parse().map_err(|_| format!("{s:?}: number too large"))?;
+        let unit_len = tail.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
+        let (unit, tail) = tail.split_at(unit_len);
+        let mult: u128 = match unit {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 7 * 86_400_000,
+            "" => return Err(format!("{s:?}: missing unit (ms, s, m, h, d, w)")),
+            u => return Err(format!("{s:?}: unknown unit {u:?} (ms, s, m, h, d, w)")),
+        };
+        total_ms = total_ms
+            .checked_add(n.saturating_mul(mult))
+            .ok_or_else(|| format!("{s:?}: too large"))?;
+        rest = tail;
+    }
+    let ms = u64::try_from(total_ms).map_err(|_| format!("{s:?}: too large"))?;
+    Ok(Duration::from_millis(ms))
+}
+
+/// Parses `128MiB`, `1GiB`, `64KiB`, `10MB` or a plain byte count.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let (num, unit) = s.split_at(digits);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?}: expected a number"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" => 1000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        u => return Err(format!("{s:?}: unknown unit {u:?} (B, KiB, MiB, GiB, KB, MB, GB)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("{s:?}: too large"))
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Reads a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses config text (`path` only names it in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Validates the configuration and builds the engine options.
+    pub fn engine_options(&self, data_dir: PathBuf) -> Result<EngineOptions, ConfigError> {
+        let s = &self.storage;
+        let block_range = parse_duration(&s.block_range)
+            .map_err(|m| invalid("storage.block_range", m))?
+            .as_millis();
+        if !(60_000..=31 * 86_400_000).contains(&block_range) {
+            return Err(invalid(
+                "storage.block_range",
+                "must be between 1m and 31d",
+            ));
+        }
+        let ooo = parse_duration(&s.out_of_order_window)
+            .map_err(|m| invalid("storage.out_of_order_window", m))?
+            .as_millis();
+        if ooo >= block_range / 2 {
+            return Err(invalid(
+                "storage.out_of_order_window",
+                "must be below half the block range",
+            ));
+        }
+        if !(8..=1024).contains(&s.head_chunk_samples) {
+            return Err(invalid("storage.head_chunk_samples", "must be in 8..=1024"));
+        }
+        if !(120..=65536).contains(&s.block_chunk_samples) {
+            return Err(invalid(
+                "storage.block_chunk_samples",
+                "must be in 120..=65536",
+            ));
+        }
+        let segment_size =
+            parse_size(&self.wal.segment_size).map_err(|m| invalid("wal.segment_size", m))?;
+        if !((1 << 20)..=(4 << 30)).contains(&segment_size) {
+            return Err(invalid("wal.segment_size", "must be between 1MiB and 4GiB"));
+        }
+        let sync = match self.wal.sync.trim() {
+            "batch" => SyncMode::EveryBatch,
+            other => {
+                let d = parse_duration(other).map_err(|m| invalid("wal.sync", m))?;
+                if d.is_zero() {
+                    SyncMode::EveryBatch
+                } else {
+                    SyncMode::Interval(d)
+                }
+            }
+        };
+        Ok(EngineOptions {
+            data_dir,
+            head: HeadOptions {
+                chunk_max_samples: s.head_chunk_samples,
+                ooo_window_ms: ooo as i64,
+                block_range_ms: block_range as i64,
+            },
+            wal_segment_size: segment_size,
+            wal_sync: sync,
+            wal_repair: self.wal.repair,
+            block_chunk_samples: s.block_chunk_samples,
+        })
+    }
+
+    /// The maintenance interval.
+    pub fn maintenance_interval(&self) -> Result<Duration, ConfigError> {
+        let d = parse_duration(&self.storage.maintenance_interval)
+            .map_err(|m| invalid("storage.maintenance_interval", m))?;
+        if d < Duration::from_secs(1) {
+            return Err(invalid("storage.maintenance_interval", "must be at least 1s"));
+        }
+        Ok(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("100ms").unwrap(), Duration::from_millis(100));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert!(parse_duration("5").unwrap_err().contains("missing unit"));
+        assert!(parse_duration("5y").unwrap_err().contains("unknown unit"));
+        assert_eq!(parse_size("128MiB").unwrap(), 128 << 20);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("1TB").is_err());
+    }
+
+    #[test]
+    fn empty_config_gives_defaults() {
+        let c = Config::parse("", Path::new("x.toml")).unwrap();
+        let o = c.engine_options(PathBuf::from("d")).unwrap();
+        assert_eq!(o.head.block_range_ms, 7_200_000);
+        assert_eq!(o.head.ooo_window_ms, 600_000);
+        assert_eq!(o.wal_segment_size, 128 << 20);
+        assert!(matches!(o.wal_sync, SyncMode::EveryBatch));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let e = Config::parse("[wal]\nsynk = \"batch\"\n", Path::new("x.toml")).unwrap_err();
+        assert!(e.to_string().contains("synk"), "{e}");
+        let c = Config::parse("[storage]\nout_of_order_window = \"2h\"\n", Path::new("x")).unwrap();
+        let e = c.engine_options(PathBuf::from("d")).unwrap_err();
+        assert!(e.to_string().contains("storage.out_of_order_window"), "{e}");
+        let c = Config::parse("[wal]\nsync = \"50ms\"\n", Path::new("x")).unwrap();
+        let o = c.engine_options(PathBuf::from("d")).unwrap();
+        assert!(matches!(o.wal_sync, SyncMode::Interval(d) if d == Duration::from_millis(50)));
+    }
+}
