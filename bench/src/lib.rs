@@ -9,9 +9,11 @@
 //!   series with exporter-like values and scrape timestamps;
 //! - [`dump`]: a reader of `promtool tsdb dump` text, the format of the real capture in
 //!   `shared/data/metrics/` (see [`dump::real_dump_path`]);
+//! - [`fixture`]: feeding that data into an engine and measuring blocks and memory;
 //! - [`rng`]: the small PRNG behind the generator, so the data never changes with a dependency.
 
 pub mod dump;
+pub mod fixture;
 pub mod generator;
 pub mod rng;
 

@@ -120,25 +120,31 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tracing::warn!(tenant = %r.tenant, %repair, "WAL was repaired");
         }
     }
-    tracing::info!(
-        tenants = reports.len(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "storage ready"
-    );
     let engine = Arc::new(engine);
+    let tenants = reports.len();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("strata")
         .build()?;
-    runtime.block_on(run(engine.clone(), interval))?;
+    runtime.block_on(async {
+        // Signal handlers are installed before announcing readiness, so a SIGTERM sent after
+        // "storage ready" always gets a clean shutdown.
+        let shutdown = ShutdownSignal::install()?;
+        tracing::info!(
+            tenants,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "storage ready"
+        );
+        run(engine.clone(), interval, shutdown).await
+    })?;
     runtime.shutdown_timeout(Duration::from_secs(10));
     engine.close()?;
     tracing::info!("shut down cleanly");
     Ok(())
 }
 
-async fn run(engine: Arc<Engine>, interval: Duration) -> anyhow::Result<()> {
+async fn run(engine: Arc<Engine>, interval: Duration, shutdown: ShutdownSignal) -> anyhow::Result<()> {
     let maint_engine = engine.clone();
     let maintenance = tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
@@ -151,18 +157,33 @@ async fn run(engine: Arc<Engine>, interval: Duration) -> anyhow::Result<()> {
             let _ = tokio::task::spawn_blocking(move || e.maintain()).await;
         }
     });
-    shutdown_signal().await?;
+    shutdown.wait().await?;
     tracing::info!("shutdown signal received; syncing");
     maintenance.abort();
     let _ = maintenance.await;
     Ok(())
 }
 
-async fn shutdown_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
+/// SIGINT or SIGTERM, registered up front.
+struct ShutdownSignal {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(ShutdownSignal {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) -> anyhow::Result<()> {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        Ok(())
+    }
 }

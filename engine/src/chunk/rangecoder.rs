@@ -47,19 +47,44 @@ const PROB_BITS: u32 = 12;
 const PROB_INIT: u16 = 1 << (PROB_BITS - 1);
 const PROB_ONE: u32 = 1 << PROB_BITS;
 const ADAPT_SHIFT: u32 = 4;
+const SLOW_SHIFT: u32 = 7;
 const TOP: u32 = 1 << 24;
 /// Mantissa bits below the leading one that are modelled; the rest are raw.
 const MODELED_MANTISSA: u32 = 2;
 
+/// Probability of a 0, as the mean of a fast- and a slow-adapting estimate.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Prob {
+    fast: u16,
+    slow: u16,
+}
+
+const P_INIT: Prob = Prob {
+    fast: PROB_INIT,
+    slow: PROB_INIT,
+};
+
+impl Prob {
+    #[inline(always)]
+    fn get(&self) -> u32 {
+        (u32::from(self.fast) + u32::from(self.slow)) >> 1
+    }
+}
+
 #[inline(always)]
-fn update(p: &mut u16, bit: bool) {
-    let v = u32::from(*p);
-    let v = if bit {
-        v - (v >> ADAPT_SHIFT)
+fn upd(v: u16, bit: bool, shift: u32) -> u16 {
+    let v = u32::from(v);
+    (if bit {
+        v - (v >> shift)
     } else {
-        v + ((PROB_ONE - v) >> ADAPT_SHIFT)
-    };
-    *p = v as u16;
+        v + ((PROB_ONE - v) >> shift)
+    }) as u16
+}
+
+#[inline(always)]
+fn update(p: &mut Prob, bit: bool) {
+    p.fast = upd(p.fast, bit, ADAPT_SHIFT);
+    p.slow = upd(p.slow, bit, SLOW_SHIFT);
 }
 
 /// Range encoder writing into a `Vec<u8>`.
@@ -88,8 +113,8 @@ impl RcEncoder {
     }
 
     #[inline(always)]
-    pub(crate) fn encode(&mut self, p: &mut u16, bit: bool) {
-        let bound = (self.range >> PROB_BITS) * u32::from(*p);
+    pub(crate) fn encode(&mut self, p: &mut Prob, bit: bool) {
+        let bound = (self.range >> PROB_BITS) * p.get();
         if bit {
             self.low += u64::from(bound);
             self.range -= bound;
@@ -179,8 +204,8 @@ impl RcDecoder {
     }
 
     #[inline(always)]
-    pub(crate) fn decode(&mut self, data: &[u8], p: &mut u16) -> bool {
-        let bound = (self.range >> PROB_BITS) * u32::from(*p);
+    pub(crate) fn decode(&mut self, data: &[u8], p: &mut Prob) -> bool {
+        let bound = (self.range >> PROB_BITS) * p.get();
         let bit = self.code >= bound;
         if bit {
             self.code = self.code.wrapping_sub(bound);
@@ -205,11 +230,11 @@ impl RcDecoder {
 /// Adaptive model for one stream of signed integers.
 #[derive(Clone, Debug)]
 pub(crate) struct IntModel {
-    zero: [u16; 4],
-    sign: [u16; 3],
+    zero: [Prob; 4],
+    sign: [Prob; 3],
     /// Binary tree over `nb - 1`, nodes 1..64.
-    nb: [u16; 64],
-    mant: [[u16; MODELED_MANTISSA as usize]; 64],
+    nb: [Prob; 64],
+    mant: [[Prob; MODELED_MANTISSA as usize]; 64],
     hist: usize,
     prev_sign: usize,
 }
@@ -217,10 +242,10 @@ pub(crate) struct IntModel {
 impl IntModel {
     pub(crate) fn new() -> Self {
         IntModel {
-            zero: [PROB_INIT; 4],
-            sign: [PROB_INIT; 3],
-            nb: [PROB_INIT; 64],
-            mant: [[PROB_INIT; MODELED_MANTISSA as usize]; 64],
+            zero: [P_INIT; 4],
+            sign: [P_INIT; 3],
+            nb: [P_INIT; 64],
+            mant: [[P_INIT; MODELED_MANTISSA as usize]; 64],
             hist: 0,
             prev_sign: 0,
         }
