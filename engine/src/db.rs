@@ -10,7 +10,10 @@
 //! the configured sync mode (default: fsynced before returning). Appends of one tenant are
 //! serialised by the tenant's append lock: samples are validated and applied to the head, and
 //! exactly the accepted samples are written to the WAL, in the same order, before the lock is
-//! released. Replay therefore rebuilds the same head. Should a WAL write fail, the head already
+//! released. Replay therefore rebuilds the same head. The fsync is waited for after the lock
+//! is released, so the syncs of concurrent appends coalesce (group commit); a sample can thus be
+//! visible to queries shortly before it is durable, but it is never acknowledged before. Should
+//! a WAL write or sync fail, the head already
 //! holds samples that the WAL may lack; the tenant then refuses further appends
 //! ([`Error::WalFailed`]) until restart, because a retried write would be taken for an
 //! idempotent duplicate and acknowledged without reaching the WAL.
@@ -278,7 +281,7 @@ impl TenantDb {
         let mut series_buf = Vec::new();
         let mut samples_buf = Vec::with_capacity(batch.len() * 24);
         let mut accepted = Vec::new();
-        let _guard = self.append_lock.lock();
+        let guard = self.append_lock.lock();
         if self.wal_failed.load(Ordering::Acquire) {
             return Err(Error::WalFailed(self.id.clone()));
         }
@@ -316,14 +319,27 @@ impl TenantDb {
         if !samples_buf.is_empty() {
             records.push((RECORD_SAMPLES, &samples_buf));
         }
-        if !records.is_empty()
-            && let Err(e) = self.wal.append(&records)
+        if records.is_empty() {
+            return Ok(report);
+        }
+        let seq = match self.wal.append_unsynced(&records) {
+            Ok(seq) => seq,
+            Err(e) => return Err(self.fail_wal(e)),
+        };
+        drop(guard);
+        // Wait for durability outside the append lock so concurrent appends share fsyncs.
+        if matches!(self.opts.wal_sync, SyncMode::EveryBatch)
+            && let Err(e) = self.wal.sync_through(seq)
         {
-            self.wal_failed.store(true, Ordering::Release);
-            tracing::error!(tenant = %self.id, error = %e, "WAL write failed; refusing further writes to this tenant until restart");
-            return Err(e.into());
+            return Err(self.fail_wal(e));
         }
         Ok(report)
+    }
+
+    fn fail_wal(&self, e: strata_wal::WalError) -> Error {
+        self.wal_failed.store(true, Ordering::Release);
+        tracing::error!(tenant = %self.id, error = %e, "WAL write failed; refusing further writes to this tenant until restart");
+        e.into()
     }
 
     /// A read view over the head and the current blocks.

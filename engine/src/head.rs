@@ -739,15 +739,15 @@ impl Head {
         };
         let mut it = crate::querier::SeriesIter::from_head(&data.chunks)?;
         let mut out = Vec::new();
-        if let Some(first) = it.seek(mint) {
-            if first.0 < maxt_excl {
-                out.push(first);
-                while let Some(s) = it.next_sample() {
-                    if s.0 >= maxt_excl {
-                        break;
-                    }
-                    out.push(s);
+        if let Some(first) = it.seek(mint)
+            && first.0 < maxt_excl
+        {
+            out.push(first);
+            while let Some(s) = it.next_sample() {
+                if s.0 >= maxt_excl {
+                    break;
                 }
+                out.push(s);
             }
         }
         if let Some(e) = it.take_err() {

@@ -2,8 +2,8 @@
 //!
 //! The engine stores the metrics of every tenant: an in-memory **head** (series registry,
 //! postings, open Gorilla chunks) backed by a write-ahead log, and immutable **blocks** on disk
-//! cut from the head's oldest time range. Queries go through [`querier`], which merges head,
-//! out-of-order chunks and blocks into one sorted series set.
+//! cut from the head's oldest time range. Queries go through the [`querier`] module, which
+//! merges head, out-of-order chunks and blocks into one sorted series set.
 //!
 //! The engine knows nothing of HTTP or PromQL; the server and query crates sit on top of it.
 //!

@@ -214,7 +214,7 @@ impl Segment {
 }
 
 enum Active {
-    Chunk(ChunkIter),
+    Chunk(Box<ChunkIter>),
     Merged(Vec<(i64, f64)>, usize),
 }
 
@@ -280,7 +280,7 @@ impl SeriesIter {
         match seg {
             Segment::Chunk(c) => match ChunkIter::new(c.encoding, c.data) {
                 Ok(it) => {
-                    self.active = Some(Active::Chunk(it));
+                    self.active = Some(Active::Chunk(Box::new(it)));
                     true
                 }
                 Err(e) => {

@@ -219,6 +219,29 @@ impl Wal {
         result
     }
 
+    /// Writes `records` as one atomic batch like [`Wal::append`] but returns without waiting
+    /// for durability, with the batch's sequence number. Pass it to [`Wal::sync_through`] to
+    /// wait until the batch is durable. This lets a caller write under its own lock and wait
+    /// for the fsync outside it, so that the syncs of concurrent callers coalesce (group
+    /// commit). Nothing is durable until `sync_through` (or the interval flusher) says so.
+    pub fn append_unsynced(&self, records: &[(u8, &[u8])]) -> Result<u64> {
+        if records.is_empty() {
+            return Ok(self.shared.writer.lock().written_seq);
+        }
+        ENCODER
+            .try_with(|cell| match cell.try_borrow_mut() {
+                Ok(mut encoder) => self.encode_and_write(&mut encoder, records),
+                Err(_) => self.encode_and_write(&mut FrameEncoder::new(), records),
+            })
+            .unwrap_or_else(|_| self.encode_and_write(&mut FrameEncoder::new(), records))
+    }
+
+    /// Returns once every batch up to sequence number `seq` (from
+    /// [`Wal::append_unsynced`]) is durable. Concurrent callers share one fsync.
+    pub fn sync_through(&self, seq: u64) -> Result<()> {
+        self.shared.sync_through(seq)
+    }
+
     /// Makes every batch appended so far durable.
     pub fn sync(&self) -> Result<()> {
         let seq = self.shared.writer.lock().written_seq;

@@ -5,11 +5,12 @@
 //! `persist_all()`, and the block directories are measured: all bytes (chunks + index + meta),
 //! chunks only and index only, divided by the number of samples. A per-metric-type breakdown
 //! re-encodes each series' block chunks with `encode_best` (chunk payload bytes only, without
-//! the chunk file framing or the index). References: Prometheus ~1.30 B/sample including the
+//! the chunk file framing or the index) and, for comparison, with Gorilla in 120-sample chunks
+//! (the format of Prometheus's chunks); `--by-name` adds the same per metric name. References: Prometheus ~1.30 B/sample including the
 //! index, VictoriaMetrics ~0.45; Strata's target is ≤ 0.45.
 //!
 //! Usage: `cargo run --release -p strata-bench --bin compress-real -- [--hosts 200]
-//! [--hours 2] [--skip-real] [--skip-gen]`
+//! [--hours 2] [--skip-real] [--skip-gen] [--by-name]`
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -22,28 +23,32 @@ use strata_bench::fixture::{
 };
 use strata_bench::{GenConfig, Generator, MetricType, load_dump, real_dump_path};
 use strata_engine::Labels;
-use strata_engine::chunk;
+use strata_engine::chunk::{self, Encoding};
 use strata_engine::db::{Engine, EngineOptions};
 
 #[derive(Default)]
-struct TypeStats {
+struct Stats {
     series: u64,
     samples: u64,
+    /// `encode_best` payload bytes of the block chunks.
     bytes: u64,
+    /// Gorilla bytes of 120-sample chunks (Prometheus's chunk format, for comparison).
+    gorilla: u64,
     encodings: BTreeMap<&'static str, u64>,
 }
 
 /// Encodes every series as a block cut would (aligned block ranges, then chunks of at most
-/// `block_chunk_samples`) and sums the payload bytes per metric type.
-fn per_type(
+/// `block_chunk_samples`) and sums the payload bytes per key; also the Gorilla size of the
+/// same samples in 120-sample chunks.
+fn breakdown<K: Ord>(
     opts: &EngineOptions,
-    data: impl Iterator<Item = (MetricType, Vec<(i64, f64)>)>,
-) -> BTreeMap<MetricType, TypeStats> {
+    data: impl Iterator<Item = (K, Vec<(i64, f64)>)>,
+) -> BTreeMap<K, Stats> {
     let range = opts.head.block_range_ms.max(1);
     let max = opts.block_chunk_samples.max(1);
-    let mut out: BTreeMap<MetricType, TypeStats> = BTreeMap::new();
-    for (ty, samples) in data {
-        let st = out.entry(ty).or_default();
+    let mut out: BTreeMap<K, Stats> = BTreeMap::new();
+    for (key, samples) in data {
+        let st = out.entry(key).or_default();
         st.series += 1;
         st.samples += samples.len() as u64;
         let mut rest = samples.as_slice();
@@ -55,6 +60,9 @@ fn per_type(
                 let (enc, bytes) = chunk::encode_best(c);
                 st.bytes += bytes.len() as u64;
                 *st.encodings.entry(enc.name()).or_default() += 1;
+            }
+            for c in in_block.chunks(chunk::DEFAULT_MAX_SAMPLES) {
+                st.gorilla += chunk::encode(Encoding::Gorilla, c).map_or(0, |b| b.len() as u64);
             }
             rest = tail;
         }
@@ -88,30 +96,49 @@ fn report(title: &str, series: usize, samples: u64, blocks: usize, sizes: BlockS
     );
 }
 
-fn report_types(stats: &BTreeMap<MetricType, TypeStats>) {
-    println!("per metric type (encode_best payload bytes, no framing/index):");
-    for (ty, st) in stats {
+fn report_breakdown<K: std::fmt::Display>(what: &str, stats: &BTreeMap<K, Stats>, top: usize) {
+    println!(
+        "per {what} (chunk payload only, no framing/index; gorilla = same samples in 120-sample Gorilla chunks):"
+    );
+    let mut rows: Vec<(&K, &Stats)> = stats.iter().collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1.bytes));
+    for (key, st) in rows.iter().take(top) {
         let enc: Vec<String> = st
             .encodings
             .iter()
             .map(|(k, v)| format!("{k}:{v}"))
             .collect();
+        let n = st.samples.max(1) as f64;
         println!(
-            "  {:<17} series {:>7}  samples {:>10}  {:.3} B/sample  chunks by encoding [{}]",
-            ty.as_str(),
+            "  {:<45} series {:>6}  samples {:>9}  {:.3} B/sample (gorilla {:.3})  chunks [{}]",
+            key.to_string(),
             st.series,
             st.samples,
-            st.bytes as f64 / st.samples.max(1) as f64,
+            st.bytes as f64 / n,
+            st.gorilla as f64 / n,
             enc.join(" ")
         );
     }
+    if rows.len() > top {
+        println!("  ... {} more", rows.len() - top);
+    }
     let bytes: u64 = stats.values().map(|s| s.bytes).sum();
-    let samples: u64 = stats.values().map(|s| s.samples).sum();
+    let gorilla: u64 = stats.values().map(|s| s.gorilla).sum();
+    let samples = stats.values().map(|s| s.samples).sum::<u64>().max(1) as f64;
     println!(
-        "  {:<17} {:.3} B/sample",
+        "  {:<45} {:.3} B/sample (gorilla {:.3})",
         "all",
-        bytes as f64 / samples.max(1) as f64
+        bytes as f64 / samples,
+        gorilla as f64 / samples
     );
+}
+
+fn name_of(l: &Labels) -> String {
+    l.get("__name__").unwrap_or("").to_string()
+}
+
+fn type_of(l: &Labels) -> &'static str {
+    MetricType::guess(l.get("__name__").unwrap_or("")).as_str()
 }
 
 fn persist_and_measure(engine: &Engine) -> anyhow::Result<(usize, u64, BlockSizes)> {
@@ -126,7 +153,7 @@ fn persist_and_measure(engine: &Engine) -> anyhow::Result<(usize, u64, BlockSize
     Ok((metas.len(), samples, sizes))
 }
 
-fn real() -> anyhow::Result<()> {
+fn real(by_name: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     let data = load_dump(&real_dump_path())?;
     let loaded: u64 = data.iter().map(|s| s.1.len() as u64).sum();
@@ -151,17 +178,17 @@ fn real() -> anyhow::Result<()> {
         blocks,
         sizes,
     );
-    let stats = per_type(
-        &opts,
-        data.into_iter()
-            .map(|(l, s): (Labels, _)| (MetricType::guess(l.get("__name__").unwrap_or("")), s)),
-    );
-    report_types(&stats);
+    let by_type = breakdown(&opts, data.iter().map(|(l, s)| (type_of(l), s.clone())));
+    report_breakdown("metric type", &by_type, usize::MAX);
+    if by_name {
+        let by = breakdown(&opts, data.iter().map(|(l, s)| (name_of(l), s.clone())));
+        report_breakdown("metric name (largest first)", &by, 25);
+    }
     println!("({:.1} s)\n", started.elapsed().as_secs_f64());
     Ok(())
 }
 
-fn generated(hosts: usize, hours: usize) -> anyhow::Result<()> {
+fn generated(hosts: usize, hours: usize, by_name: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut cfg = GenConfig::new(42, hosts);
     // One second into an aligned range, one scrape short of the range end: every series has
@@ -193,14 +220,24 @@ fn generated(hosts: usize, hours: usize) -> anyhow::Result<()> {
     // The generator is deterministic: regenerate the same samples for the per-type breakdown.
     let mut again = Generator::new(cfg);
     let per_series = again.series_samples(scrapes);
-    let stats = per_type(
+    let by_type = breakdown(
         &opts,
         per_series
-            .into_iter()
+            .iter()
             .enumerate()
-            .map(|(i, s)| (again.metric_type(i), s)),
+            .map(|(i, s)| (again.metric_type(i).as_str(), s.clone())),
     );
-    report_types(&stats);
+    report_breakdown("metric type", &by_type, usize::MAX);
+    if by_name {
+        let by = breakdown(
+            &opts,
+            per_series
+                .iter()
+                .zip(again.series())
+                .map(|(s, l)| (name_of(l), s.clone())),
+        );
+        report_breakdown("metric name (largest first)", &by, 25);
+    }
     println!("({:.1} s)\n", started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -209,14 +246,15 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let hosts: usize = flag(&args, "--hosts", 200)?;
     let hours: usize = flag(&args, "--hours", 2)?;
+    let by_name = args.iter().any(|a| a == "--by-name");
     println!(
         "reference: Prometheus ~1.30 B/sample (incl. index), VictoriaMetrics ~0.45; target <= 0.45\n"
     );
     if !args.iter().any(|a| a == "--skip-real") {
-        real().context("real capture")?;
+        real(by_name).context("real capture")?;
     }
     if !args.iter().any(|a| a == "--skip-gen") {
-        generated(hosts, hours).context("generated data")?;
+        generated(hosts, hours, by_name).context("generated data")?;
     }
     Ok(())
 }

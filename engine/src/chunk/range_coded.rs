@@ -38,7 +38,7 @@
 use bytes::Bytes;
 
 use super::bits::{BitReader, BitWriter};
-use super::rangecoder::{IntModel, RcDecoder, RcEncoder};
+use super::rangecoder::{Coded, IntModel, RcDecoder, RcEncoder};
 use super::transform::{Header, Plan, Rebuilder};
 use super::varint::{get_uvarint, put_uvarint};
 use super::{ChunkError, Encoding};
@@ -56,12 +56,16 @@ pub(crate) fn encode_plan(plan: &Plan) -> Vec<u8> {
     let mut m_val = IntModel::new();
     let mut m_res = IntModel::new();
     let with_res = plan.header.residual.is_some();
+    let mut sink = Coded {
+        enc: &mut enc,
+        raw: &mut raw,
+    };
     for (i, (&t, &v)) in plan.ts.iter().zip(&plan.values).enumerate() {
-        m_ts.encode(&mut enc, &mut raw, t);
-        m_val.encode(&mut enc, &mut raw, v);
+        m_ts.encode(&mut sink, t);
+        m_val.encode(&mut sink, v);
         if with_res {
             let r = plan.residuals.get(i).copied().unwrap_or(0);
-            m_res.encode(&mut enc, &mut raw, r);
+            m_res.encode(&mut sink, r);
         }
     }
     let rc = enc.finish();
