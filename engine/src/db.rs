@@ -44,7 +44,9 @@ use crate::error::{Error, Result};
 use crate::head::{Head, HeadOptions, SampleError, SeriesRef};
 use crate::labels::{Labels, Matcher};
 use crate::querier::{Querier, SelectHints, Series};
-use crate::record::{self, RECORD_SAMPLES, RECORD_SERIES};
+use crate::exemplars::{Exemplar, ExemplarError, ExemplarStore, MetadataStore, MetricMetadata};
+use crate::labels::LabelInput;
+use crate::record::{self, RECORD_EXEMPLARS, RECORD_METADATA, RECORD_SAMPLES, RECORD_SERIES};
 
 /// Tenant used when multi-tenancy is off.
 pub const DEFAULT_TENANT: &str = "anonymous";
@@ -64,6 +66,8 @@ pub struct EngineOptions {
     pub wal_repair: bool,
     /// Samples per chunk in blocks (block chunks are decoded whole). Default: 7200.
     pub block_chunk_samples: usize,
+    /// Exemplars kept per tenant (circular buffer). Default: 100 000.
+    pub max_exemplars: usize,
 }
 
 impl Default for EngineOptions {
@@ -75,6 +79,7 @@ impl Default for EngineOptions {
             wal_sync: SyncMode::EveryBatch,
             wal_repair: false,
             block_chunk_samples: 7200,
+            max_exemplars: crate::exemplars::DEFAULT_MAX_EXEMPLARS,
         }
     }
 }
@@ -86,6 +91,17 @@ pub struct AppendSeries<'a> {
     pub labels: &'a Labels,
     /// Its samples, `(timestamp_ms, value)`.
     pub samples: &'a [(i64, f64)],
+}
+
+/// Samples and exemplars of one series in an ingest batch, with borrowed or owned labels.
+#[derive(Debug)]
+pub struct IngestSeries<'a, L: ?Sized> {
+    /// The series.
+    pub labels: &'a L,
+    /// Its samples, `(timestamp_ms, value)`.
+    pub samples: &'a [(i64, f64)],
+    /// Its exemplars.
+    pub exemplars: &'a [Exemplar],
 }
 
 /// What an append did.
@@ -105,6 +121,18 @@ pub struct AppendReport {
     pub rejected_by_reason: HashMap<&'static str, u64>,
     /// The first rejections (at most 10) with their series.
     pub errors: Vec<(Labels, SampleError)>,
+    /// Series whose labels were invalid (all their data dropped).
+    pub invalid_series: u64,
+    /// Why, for the first few.
+    pub invalid: Vec<String>,
+    /// Exemplars stored.
+    pub exemplars_appended: u64,
+    /// Exemplars rejected.
+    pub exemplars_rejected: u64,
+    /// The first exemplar rejections.
+    pub exemplar_errors: Vec<ExemplarError>,
+    /// Metadata entries received.
+    pub metadata_updated: u64,
 }
 
 /// What opening a tenant found.
@@ -138,6 +166,8 @@ pub struct TenantDb {
     head: Arc<Head>,
     wal: Wal,
     blocks: RwLock<Vec<Arc<Block>>>,
+    exemplars: ExemplarStore,
+    metadata: MetadataStore,
     /// Serialises appends, block publication and head truncation of this tenant.
     append_lock: Mutex<()>,
     /// Serialises block cuts.
@@ -225,7 +255,9 @@ impl TenantDb {
             tracing::warn!(tenant = id, %summary, "WAL repaired: data after the corruption was dropped");
             report.repair = Some(summary);
         }
-        replay_into(&head, replay, &mut report)?;
+        let exemplars = ExemplarStore::new(opts.max_exemplars);
+        let metadata = MetadataStore::default();
+        replay_into(&head, &exemplars, &metadata, replay, &mut report)?;
         report.replay_time = start.elapsed();
         report.series = head.num_series();
         head.counters.reset_after_replay();
@@ -238,6 +270,8 @@ impl TenantDb {
                 head,
                 wal,
                 blocks: RwLock::new(blocks),
+                exemplars,
+                metadata,
                 append_lock: Mutex::new(()),
                 cut_lock: Mutex::new(()),
                 wal_failed: AtomicBool::new(false),
@@ -274,25 +308,56 @@ impl TenantDb {
     /// Appends a batch. Returns once the accepted samples are durable per the sync mode.
     /// Rejected samples do not fail the call; they are reported.
     pub fn append(&self, batch: &[AppendSeries<'_>]) -> Result<AppendReport> {
+        let series: Vec<IngestSeries<'_, Labels>> = batch
+            .iter()
+            .map(|a| IngestSeries {
+                labels: a.labels,
+                samples: a.samples,
+                exemplars: &[],
+            })
+            .collect();
+        self.ingest(&series, &[])
+    }
+
+    /// Ingests samples and exemplars of many series plus metric metadata as one WAL batch.
+    /// Labels may be borrowed ([`LabelInput`]); they are validated and copied only when a
+    /// series is created. Returns once everything accepted is durable per the sync mode;
+    /// rejected samples and exemplars are reported, not failed.
+    pub fn ingest<L: LabelInput + ?Sized>(
+        &self,
+        batch: &[IngestSeries<'_, L>],
+        metadata: &[(&str, MetricMetadata)],
+    ) -> Result<AppendReport> {
         if self.wal_failed.load(Ordering::Acquire) {
             return Err(Error::WalFailed(self.id.clone()));
         }
         let mut report = AppendReport::default();
         let mut series_buf = Vec::new();
         let mut samples_buf = Vec::with_capacity(batch.len() * 24);
+        let mut exemplars_buf = Vec::new();
+        let mut metadata_buf = Vec::new();
         let mut accepted = Vec::new();
         let guard = self.append_lock.lock();
         if self.wal_failed.load(Ordering::Acquire) {
             return Err(Error::WalFailed(self.id.clone()));
         }
         for item in batch {
-            if item.samples.is_empty() {
+            if item.samples.is_empty() && item.exemplars.is_empty() {
                 continue;
             }
-            let (r, created) = self.head.get_or_create(item.labels);
-            if created {
+            let (r, created) = match self.head.get_or_create_input(item.labels) {
+                Ok(x) => x,
+                Err(e) => {
+                    report.invalid_series += 1;
+                    if report.invalid.len() < 10 {
+                        report.invalid.push(e.to_string());
+                    }
+                    continue;
+                }
+            };
+            if let Some(labels) = &created {
                 report.series_created += 1;
-                record::encode_series(&mut series_buf, [(r, item.labels)]);
+                record::encode_series(&mut series_buf, [(r, labels)]);
             }
             accepted.clear();
             let out = self.head.append(r, item.samples, &mut accepted)?;
@@ -306,18 +371,47 @@ impl TenantDb {
                     *report.rejected_by_reason.entry(e.reason()).or_default() +=
                         u64::from(out.rejected);
                     if report.errors.len() < 10 {
-                        report.errors.push((item.labels.clone(), e));
+                        let labels = match created {
+                            Some(l) => l,
+                            None => item.labels.to_labels()?,
+                        };
+                        report.errors.push((labels, e));
                     }
                     self.head.counters.count_rejected(e, u64::from(out.rejected));
                 }
             }
+            for e in item.exemplars {
+                match self.exemplars.add(r, e.clone()) {
+                    Ok(true) => {
+                        report.exemplars_appended += 1;
+                        record::encode_exemplar(&mut exemplars_buf, r, e);
+                    }
+                    Ok(false) => {}
+                    Err(err) => {
+                        report.exemplars_rejected += 1;
+                        if report.exemplar_errors.len() < 10 {
+                            report.exemplar_errors.push(err);
+                        }
+                    }
+                }
+            }
         }
-        let mut records: Vec<(u8, &[u8])> = Vec::with_capacity(2);
-        if !series_buf.is_empty() {
-            records.push((RECORD_SERIES, &series_buf));
+        for (family, m) in metadata {
+            if self.metadata.set(family, m.clone()) {
+                record::encode_metadata(&mut metadata_buf, family, m);
+            }
+            report.metadata_updated += 1;
         }
-        if !samples_buf.is_empty() {
-            records.push((RECORD_SAMPLES, &samples_buf));
+        let mut records: Vec<(u8, &[u8])> = Vec::with_capacity(4);
+        for (kind, buf) in [
+            (RECORD_SERIES, &series_buf),
+            (RECORD_SAMPLES, &samples_buf),
+            (RECORD_EXEMPLARS, &exemplars_buf),
+            (RECORD_METADATA, &metadata_buf),
+        ] {
+            if !buf.is_empty() {
+                records.push((kind, buf));
+            }
         }
         if records.is_empty() {
             return Ok(report);
@@ -334,6 +428,16 @@ impl TenantDb {
             return Err(self.fail_wal(e));
         }
         Ok(report)
+    }
+
+    /// The tenant's exemplar buffer.
+    pub fn exemplars(&self) -> &ExemplarStore {
+        &self.exemplars
+    }
+
+    /// The tenant's metric metadata.
+    pub fn metadata(&self) -> &MetadataStore {
+        &self.metadata
     }
 
     fn fail_wal(&self, e: strata_wal::WalError) -> Error {
@@ -464,6 +568,8 @@ impl TenantDb {
         if upto == 0 || self.wal.last_checkpoint().is_some_and(|c| c >= upto) {
             return Ok(());
         }
+        let mut seen_metadata: std::collections::HashSet<(String, MetricMetadata)> =
+            std::collections::HashSet::new();
         self.wal.checkpoint(upto, |kind, payload| match kind {
             RECORD_SERIES => {
                 let mut buf = Vec::new();
@@ -504,6 +610,46 @@ impl TenantDb {
                     Err(_) => CheckpointAction::Keep,
                 }
             }
+            RECORD_EXEMPLARS => {
+                let mut buf = Vec::new();
+                let mut dropped_any = false;
+                let res = record::decode_exemplars(payload, |r, e| {
+                    if e.timestamp >= hi && head.contains(r) {
+                        record::encode_exemplar(&mut buf, r, &e);
+                    } else {
+                        dropped_any = true;
+                    }
+                    Ok(())
+                });
+                match res {
+                    Ok(()) if buf.is_empty() => CheckpointAction::Drop,
+                    Ok(()) if !dropped_any => CheckpointAction::Keep,
+                    Ok(()) => CheckpointAction::Rewrite {
+                        kind,
+                        payload: buf,
+                    },
+                    Err(_) => CheckpointAction::Keep,
+                }
+            }
+            RECORD_METADATA => {
+                // Keep one copy of each entry: later checkpoints would otherwise carry every
+                // repetition forever.
+                let mut buf = Vec::new();
+                let res = record::decode_metadata(payload, |family, m| {
+                    if seen_metadata.insert((family.clone(), m.clone())) {
+                        record::encode_metadata(&mut buf, &family, &m);
+                    }
+                    Ok(())
+                });
+                match res {
+                    Ok(()) if buf.is_empty() => CheckpointAction::Drop,
+                    Ok(()) => CheckpointAction::Rewrite {
+                        kind,
+                        payload: buf,
+                    },
+                    Err(_) => CheckpointAction::Keep,
+                }
+            }
             _ => CheckpointAction::Keep,
         })?;
         Ok(())
@@ -518,6 +664,8 @@ impl TenantDb {
 
 fn replay_into(
     head: &Head,
+    exemplars: &ExemplarStore,
+    metadata: &MetadataStore,
     mut replay: strata_wal::Replay,
     report: &mut TenantOpenReport,
 ) -> Result<()> {
@@ -551,6 +699,16 @@ fn replay_into(
                     }
                     Err(e) => Err(e),
                 }
+            })?,
+            RECORD_EXEMPLARS => record::decode_exemplars(rec.payload, |r, e| {
+                let r = ref_map.get(&r).copied().unwrap_or(r);
+                // Rejections here mirror rejections at ingest time; nothing to report.
+                let _ = exemplars.add(r, e);
+                Ok(())
+            })?,
+            RECORD_METADATA => record::decode_metadata(rec.payload, |family, m| {
+                metadata.set(&family, m);
+                Ok(())
             })?,
             other => {
                 tracing::warn!(record_type = other, "skipping WAL record of unknown type");
@@ -802,6 +960,70 @@ mod tests {
         let (engine, reports) = Engine::open(opts(dir.path())).unwrap();
         assert_eq!(reports[0].samples, 0);
         assert_eq!(read_all(&engine, DEFAULT_TENANT), before);
+    }
+
+    #[test]
+    fn borrowed_labels_exemplars_and_metadata_survive_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let pairs: &[(&str, &str)] = &[("__name__", "http_requests_total"), ("job", "api")];
+        let ex = Exemplar {
+            labels: Labels::from_pairs(&[("trace_id", "4bf92f3577b34da6")]).unwrap(),
+            value: 1.0,
+            timestamp: 1000,
+        };
+        let meta = MetricMetadata {
+            metric_type: "counter".into(),
+            help: "Requests.".into(),
+            unit: String::new(),
+        };
+        {
+            let (engine, _) = Engine::open(opts(dir.path())).unwrap();
+            let t = engine.tenant(DEFAULT_TENANT).unwrap();
+            let rep = t
+                .ingest(
+                    &[IngestSeries {
+                        labels: pairs,
+                        samples: &[(1000, 1.0), (2000, 2.0)],
+                        exemplars: std::slice::from_ref(&ex),
+                    }],
+                    &[("http_requests_total", meta.clone())],
+                )
+                .unwrap();
+            assert_eq!((rep.appended, rep.series_created, rep.exemplars_appended), (2, 1, 1));
+            // The same labels, owned, find the same series.
+            let owned = Labels::from_pairs(pairs).unwrap();
+            let rep = t
+                .append(&[AppendSeries { labels: &owned, samples: &[(3000, 3.0)] }])
+                .unwrap();
+            assert_eq!(rep.series_created, 0);
+            // Invalid borrowed labels are reported, not stored.
+            let bad: &[(&str, &str)] = &[("a", "1"), ("a", "2")];
+            let rep = t
+                .ingest(
+                    &[IngestSeries { labels: bad, samples: &[(1, 1.0)], exemplars: &[] }],
+                    &[],
+                )
+                .unwrap();
+            assert_eq!(rep.invalid_series, 1);
+            assert!(rep.invalid[0].contains("duplicate label name"), "{:?}", rep.invalid);
+        }
+        let (engine, _) = Engine::open(opts(dir.path())).unwrap();
+        let t = engine.tenant(DEFAULT_TENANT).unwrap();
+        assert_eq!(t.metadata().get("http_requests_total"), vec![meta]);
+        let refs = t.head().select_refs(&[Matcher::equal("job", "api")]);
+        let got = t.exemplars().query(&refs, 0, 10_000);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1, vec![ex]);
+        assert_eq!(read_all_job(&engine, "api")[0].1.len(), 3);
+    }
+
+    fn read_all_job(engine: &Engine, job: &str) -> Vec<(Labels, Vec<(i64, f64)>)> {
+        engine
+            .select(DEFAULT_TENANT, &[Matcher::equal("job", job)], i64::MIN, i64::MAX, &SelectHints::default())
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.labels().clone(), s.samples(i64::MIN, i64::MAX).unwrap()))
+            .collect()
     }
 
     #[test]

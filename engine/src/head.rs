@@ -45,7 +45,7 @@ use roaring::RoaringBitmap;
 
 use crate::chunk::{self, Encoding, GorillaAppender};
 use crate::error::{Error, Result};
-use crate::labels::{Label, Labels, Matcher};
+use crate::labels::{Label, LabelInput, Labels, Matcher};
 
 /// Reference to a series in the head of one tenant.
 pub type SeriesRef = u32;
@@ -271,6 +271,23 @@ struct MemPostings {
     all: RoaringBitmap,
 }
 
+/// Cardinality figures of a head.
+#[derive(Debug, Clone, Default)]
+pub struct Cardinality {
+    /// Series in the head.
+    pub num_series: u64,
+    /// Distinct name=value pairs.
+    pub num_label_pairs: u64,
+    /// Series per metric name.
+    pub series_count_by_metric_name: Vec<(String, u64)>,
+    /// Distinct values per label name.
+    pub label_value_count_by_label_name: Vec<(String, u64)>,
+    /// Bytes of label values per label name (value length × series).
+    pub memory_in_bytes_by_label_name: Vec<(String, u64)>,
+    /// Series per name=value pair.
+    pub series_count_by_label_value_pair: Vec<(String, u64)>,
+}
+
 /// What a select needs from one head series.
 #[derive(Debug, Clone)]
 pub struct HeadSeriesData {
@@ -349,15 +366,27 @@ impl Head {
         self.min_valid_time.fetch_max(t, Ordering::Relaxed);
     }
 
-    fn labels_equal(symbols: &Symbols, stored: &[(u32, u32)], labels: &Labels) -> bool {
-        stored.len() == labels.len()
-            && stored
-                .iter()
-                .zip(labels.iter())
-                .all(|(&(n, v), l)| symbols.get(n) == l.name && symbols.get(v) == l.value)
+    fn labels_equal<L: LabelInput + ?Sized>(
+        symbols: &Symbols,
+        stored: &[(u32, u32)],
+        labels: &L,
+    ) -> bool {
+        let mut pairs = labels.pairs();
+        for &(n, v) in stored {
+            match pairs.next() {
+                Some((ln, lv)) if symbols.get(n) == ln && symbols.get(v) == lv => {}
+                _ => return false,
+            }
+        }
+        pairs.next().is_none()
     }
 
-    fn find_in_shard(&self, shard: &Shard, hash: u64, labels: &Labels) -> Option<SeriesRef> {
+    fn find_in_shard<L: LabelInput + ?Sized>(
+        &self,
+        shard: &Shard,
+        hash: u64,
+        labels: &L,
+    ) -> Option<SeriesRef> {
         let symbols = self.symbols.read();
         let candidates = shard
             .by_hash
@@ -384,19 +413,33 @@ impl Head {
     /// Returns the ref of the series with these labels, creating it if needed. The flag is true
     /// if the series was created by this call.
     pub fn get_or_create(&self, labels: &Labels) -> (SeriesRef, bool) {
+        match self.get_or_create_input(labels) {
+            Ok((r, created)) => (r, created.is_some()),
+            // Cannot happen: a `Labels` is always valid.
+            Err(_) => (0, false),
+        }
+    }
+
+    /// Like [`Head::get_or_create`] for borrowed labels. A new series' labels are validated
+    /// (and only then copied); they are returned so the caller can log the definition.
+    pub fn get_or_create_input<L: LabelInput + ?Sized>(
+        &self,
+        labels: &L,
+    ) -> Result<(SeriesRef, Option<Labels>)> {
         let hash = labels.stable_hash();
         let si = shard_of_hash(hash);
         let Some(shard_lock) = self.shards.get(si) else {
-            return (0, false);
+            return Err(Error::UnknownSeries(0));
         };
         let mut shard = shard_lock.lock();
         if let Some(r) = self.find_in_shard(&shard, hash, labels) {
-            return (r, false);
+            return Ok((r, None));
         }
+        let owned = labels.to_labels()?;
         let r = (shard.next_local << SHARD_BITS) | si as u32;
         shard.next_local += 1;
-        self.insert_series(&mut shard, r, hash, labels);
-        (r, true)
+        self.insert_series(&mut shard, r, hash, &owned);
+        Ok((r, Some(owned)))
     }
 
     /// Creates a series under a given ref (WAL replay). If a series with the same labels exists
@@ -853,6 +896,46 @@ impl Head {
         n
     }
 
+    /// Cardinality statistics (the `/api/v1/status/tsdb` figures): the `limit` largest entries
+    /// of each list, sorted by count descending then name.
+    pub fn cardinality(&self, limit: usize) -> Cardinality {
+        let symbols = self.symbols.read();
+        let postings = self.postings.read();
+        let mut by_metric = Vec::new();
+        let mut value_counts = Vec::new();
+        let mut memory = Vec::new();
+        let mut pairs = Vec::new();
+        let mut num_label_pairs = 0u64;
+        for (&n, vals) in &postings.by_name {
+            let name = symbols.get(n);
+            num_label_pairs += vals.len() as u64;
+            value_counts.push((name.to_string(), vals.len() as u64));
+            let mut bytes = 0u64;
+            for (&v, bm) in vals {
+                let value = symbols.get(v);
+                bytes += value.len() as u64 * bm.len();
+                if name == crate::labels::METRIC_NAME {
+                    by_metric.push((value.to_string(), bm.len()));
+                }
+                pairs.push((format!("{name}={value}"), bm.len()));
+            }
+            memory.push((name.to_string(), bytes));
+        }
+        let top = |mut v: Vec<(String, u64)>| {
+            v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            v.truncate(limit);
+            v
+        };
+        Cardinality {
+            num_series: postings.all.len(),
+            num_label_pairs,
+            series_count_by_metric_name: top(by_metric),
+            label_value_count_by_label_name: top(value_counts),
+            memory_in_bytes_by_label_name: top(memory),
+            series_count_by_label_value_pair: top(pairs),
+        }
+    }
+
     /// Number of interned symbols.
     pub fn num_symbols(&self) -> usize {
         self.symbols.read().len()
@@ -1126,6 +1209,25 @@ mod tests {
         // The same stale marker again is an idempotent duplicate.
         let out = h.append(r, &[(2, stale)], &mut acc).unwrap();
         assert_eq!(out.duplicates, 1);
+    }
+
+    #[test]
+    fn cardinality_counts_series_per_metric_and_pair() {
+        let h = Head::new(HeadOptions::default());
+        for i in 0..5 {
+            h.get_or_create(&lbl(&[("__name__", "a"), ("i", &i.to_string())]));
+        }
+        h.get_or_create(&lbl(&[("__name__", "b"), ("i", "0")]));
+        let c = h.cardinality(2);
+        assert_eq!(c.num_series, 6);
+        assert_eq!(c.num_label_pairs, 2 + 5);
+        assert_eq!(
+            c.series_count_by_metric_name,
+            vec![("a".to_string(), 5), ("b".to_string(), 1)]
+        );
+        assert_eq!(c.label_value_count_by_label_name[0], ("i".to_string(), 5));
+        assert_eq!(c.series_count_by_label_value_pair[0], ("__name__=a".to_string(), 5));
+        assert_eq!(c.series_count_by_label_value_pair.len(), 2);
     }
 
     #[test]

@@ -121,14 +121,9 @@ impl Labels {
     /// A stable 64-bit hash of the label set (FNV-1a over names and values with separators).
     /// Equal sets hash equal on every platform and across restarts.
     pub fn stable_hash(&self) -> u64 {
-        const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-        const PRIME: u64 = 0x0000_0100_0000_01b3;
-        let mut h = OFFSET;
+        let mut h = FNV_OFFSET;
         for l in &self.0 {
-            for b in l.name.bytes().chain([0xff]).chain(l.value.bytes()).chain([0xfe]) {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(PRIME);
-            }
+            h = fnv_pair(h, &l.name, &l.value);
         }
         h
     }
@@ -153,6 +148,69 @@ impl<'a> IntoIterator for &'a Labels {
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter()
     }
+}
+
+/// A label set given by reference, so appends can find an existing series without building a
+/// [`Labels`] (remote-write requests carry label strings that are only copied when a series is
+/// created).
+///
+/// Implementations yield the pairs sorted by name with unique names; pairs with an empty value
+/// are skipped, as [`Labels::new`] drops them, so that both forms hash and compare equal.
+pub trait LabelInput {
+    /// The pairs, sorted by name, empty values skipped.
+    fn pairs(&self) -> impl Iterator<Item = (&str, &str)>;
+
+    /// Same value as [`Labels::stable_hash`] of the equivalent label set.
+    fn stable_hash(&self) -> u64 {
+        let mut h = FNV_OFFSET;
+        for (n, v) in self.pairs() {
+            h = fnv_pair(h, n, v);
+        }
+        h
+    }
+
+    /// An owned, validated label set.
+    fn to_labels(&self) -> Result<Labels> {
+        Labels::new(self.pairs().map(|(n, v)| Label::new(n, v)).collect())
+    }
+}
+
+impl LabelInput for Labels {
+    fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|l| (l.name.as_str(), l.value.as_str()))
+    }
+
+    fn stable_hash(&self) -> u64 {
+        Labels::stable_hash(self)
+    }
+
+    fn to_labels(&self) -> Result<Labels> {
+        Ok(self.clone())
+    }
+}
+
+impl LabelInput for [(&str, &str)] {
+    fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.iter().copied().filter(|(_, v)| !v.is_empty())
+    }
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+fn fnv_pair(mut h: u64, name: &str, value: &str) -> u64 {
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(FNV_PRIME);
+    }
+    h ^= 0xff;
+    h = h.wrapping_mul(FNV_PRIME);
+    for b in value.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(FNV_PRIME);
+    }
+    h ^= 0xfe;
+    h.wrapping_mul(FNV_PRIME)
 }
 
 /// The comparison a [`Matcher`] applies to a label value.
@@ -270,6 +328,15 @@ mod tests {
         let b = Labels::from_pairs(&[("a", "bc")]).unwrap();
         assert_ne!(a.stable_hash(), b.stable_hash());
         assert_eq!(a.stable_hash(), a.clone().stable_hash());
+    }
+
+    #[test]
+    fn borrowed_pairs_hash_like_owned_labels() {
+        let owned = Labels::from_pairs(&[("__name__", "up"), ("job", "node"), ("x", "")]).unwrap();
+        let pairs: &[(&str, &str)] = &[("__name__", "up"), ("job", "node"), ("x", "")];
+        assert_eq!(LabelInput::stable_hash(pairs), owned.stable_hash());
+        assert_eq!(pairs.to_labels().unwrap(), owned);
+        assert!(pairs.pairs().eq(owned.pairs()));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod block;
 pub mod chunk;
 pub mod db;
 pub mod error;
+pub mod exemplars;
 pub mod head;
 pub mod labels;
 pub mod querier;
@@ -20,9 +21,11 @@ pub mod record;
 
 pub use error::{Error, Result};
 pub use db::{
-    AppendReport, AppendSeries, DEFAULT_TENANT, Engine, EngineOptions, TenantDb, TenantOpenReport,
+    AppendReport, AppendSeries, DEFAULT_TENANT, Engine, EngineOptions, IngestSeries, TenantDb,
+    TenantOpenReport,
 };
-pub use head::{Head, HeadOptions, SampleError, SeriesRef};
-pub use labels::{Label, Labels, MatchOp, Matcher};
+pub use exemplars::{Exemplar, MetricMetadata};
+pub use head::{Cardinality, Head, HeadOptions, SampleError, SeriesRef};
+pub use labels::{Label, LabelInput, Labels, MatchOp, Matcher};
 pub use querier::{Querier, SelectHints, Series, SeriesIter};
 

@@ -15,6 +15,10 @@
 //!                               n_labels × { name_len: varint | name | value_len: varint | value } }
 //! SAMPLES (type 2):  repeated { ref: varint u32 | n: varint (≥1) | t0: zz i64 | v0: u64 LE (f64 bits) |
 //!                               (n-1) × { dt: zz i64 (t_i - t_{i-1}) | v: u64 LE } }
+//! EXEMPLARS (type 3): repeated { ref: varint u32 | t: zz i64 | v: u64 LE | n_labels: varint |
+//!                               n_labels × { name_len | name | value_len | value } }
+//! METADATA (type 4):  repeated { family_len | family | type_len | type | help_len | help |
+//!                               unit_len | unit }
 //! ```
 //!
 //! Values travel as raw IEEE-754 bits so stale markers and NaN payloads survive bit-exactly.
@@ -29,6 +33,91 @@ use crate::labels::{Label, Labels};
 pub const RECORD_SERIES: u8 = 1;
 /// Record type of a samples record.
 pub const RECORD_SAMPLES: u8 = 2;
+/// Record type of an exemplars record.
+pub const RECORD_EXEMPLARS: u8 = 3;
+/// Record type of a metadata record.
+pub const RECORD_METADATA: u8 = 4;
+
+fn put_str(buf: &mut Vec<u8>, s: &str) {
+    put_uvarint(buf, s.len() as u64);
+    buf.extend_from_slice(s.as_bytes());
+}
+
+/// Encodes one exemplar of series `sref`.
+pub fn encode_exemplar(buf: &mut Vec<u8>, sref: u32, e: &crate::exemplars::Exemplar) {
+    put_uvarint(buf, u64::from(sref));
+    put_varint(buf, e.timestamp);
+    buf.extend_from_slice(&e.value.to_bits().to_le_bytes());
+    put_uvarint(buf, e.labels.len() as u64);
+    for l in &e.labels {
+        put_str(buf, &l.name);
+        put_str(buf, &l.value);
+    }
+}
+
+/// Decodes an EXEMPLARS payload.
+pub fn decode_exemplars(
+    payload: &[u8],
+    mut f: impl FnMut(u32, crate::exemplars::Exemplar) -> Result<()>,
+) -> Result<()> {
+    let mut r = Reader::new(RECORD_EXEMPLARS, payload);
+    while !r.is_empty() {
+        let sref = r.u32_varint()?;
+        let timestamp = r.varint()?;
+        let value = f64::from_bits(r.u64_le()?);
+        let n = r.uvarint()?;
+        let mut labels = Vec::new();
+        for _ in 0..n {
+            let name = r.string()?;
+            let value = r.string()?;
+            labels.push(Label { name, value });
+        }
+        let labels = Labels::new(labels).map_err(|e| Error::Record {
+            record_type: RECORD_EXEMPLARS,
+            reason: e.to_string(),
+        })?;
+        f(
+            sref,
+            crate::exemplars::Exemplar {
+                labels,
+                value,
+                timestamp,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Encodes one metadata entry.
+pub fn encode_metadata(buf: &mut Vec<u8>, family: &str, m: &crate::exemplars::MetricMetadata) {
+    put_str(buf, family);
+    put_str(buf, &m.metric_type);
+    put_str(buf, &m.help);
+    put_str(buf, &m.unit);
+}
+
+/// Decodes a METADATA payload.
+pub fn decode_metadata(
+    payload: &[u8],
+    mut f: impl FnMut(String, crate::exemplars::MetricMetadata) -> Result<()>,
+) -> Result<()> {
+    let mut r = Reader::new(RECORD_METADATA, payload);
+    while !r.is_empty() {
+        let family = r.string()?;
+        let metric_type = r.string()?;
+        let help = r.string()?;
+        let unit = r.string()?;
+        f(
+            family,
+            crate::exemplars::MetricMetadata {
+                metric_type,
+                help,
+                unit,
+            },
+        )?;
+    }
+    Ok(())
+}
 
 /// Appends a varint.
 pub(crate) fn put_uvarint(buf: &mut Vec<u8>, mut v: u64) {
@@ -266,6 +355,43 @@ mod tests {
     }
 
     #[test]
+    fn exemplars_and_metadata_round_trip() {
+        use crate::exemplars::{Exemplar, MetricMetadata};
+        let e = Exemplar {
+            labels: Labels::from_pairs(&[("trace_id", "abc"), ("span_id", "12")]).unwrap(),
+            value: 0.25,
+            timestamp: -5,
+        };
+        let mut buf = Vec::new();
+        encode_exemplar(&mut buf, 9, &e);
+        encode_exemplar(&mut buf, 10, &e);
+        let mut got = Vec::new();
+        decode_exemplars(&buf, |r, x| {
+            got.push((r, x));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got, vec![(9, e.clone()), (10, e)]);
+        for cut in 1..buf.len() / 2 {
+            assert!(decode_exemplars(&buf[..cut], |_, _| Ok(())).is_err());
+        }
+        let m = MetricMetadata {
+            metric_type: "counter".into(),
+            help: "Total requests.".into(),
+            unit: "".into(),
+        };
+        let mut buf = Vec::new();
+        encode_metadata(&mut buf, "http_requests_total", &m);
+        let mut got = Vec::new();
+        decode_metadata(&buf, |f, x| {
+            got.push((f, x));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got, vec![("http_requests_total".to_string(), m)]);
+    }
+
+    #[test]
     fn huge_count_is_rejected_without_allocating() {
         let mut buf = Vec::new();
         put_uvarint(&mut buf, 1);
@@ -296,6 +422,8 @@ mod tests {
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = decode_samples(&bytes, |_, _| Ok(()));
             let _ = decode_series(&bytes, |_, _| Ok(()));
+            let _ = decode_exemplars(&bytes, |_, _| Ok(()));
+            let _ = decode_metadata(&bytes, |_, _| Ok(()));
         }
     }
 }
