@@ -190,6 +190,27 @@ fn run(series: &[Series], variant: Variant) -> Result<Outcome, Box<dyn Error>> {
         }
     }
     out.encode = start.elapsed();
+    // More timing passes (while under 2 s), keeping the best: the machine may be shared.
+    let started = Instant::now();
+    let mut passes = 1;
+    while passes < 3 && started.elapsed() < Duration::from_secs(2) {
+        passes += 1;
+        let start = Instant::now();
+        for s in series {
+            for run in s.samples.chunks(size) {
+                let len = match variant {
+                    Variant::Fixed(e, _) => chunk::encode(e, run)?.len(),
+                    Variant::Best(_) => chunk::encode_best(run).1.len(),
+                    Variant::GorillaZstd(_) => {
+                        let g = chunk::encode(Encoding::Gorilla, run)?;
+                        zstd::bulk::compress(&g, 19)?.len()
+                    }
+                };
+                black_box(len);
+            }
+        }
+        out.encode = out.encode.min(start.elapsed());
+    }
     if chunks.is_empty() {
         return Ok(out);
     }
@@ -261,20 +282,28 @@ fn main() -> Result<(), Box<dyn Error>> {
         per_kind[2]
     );
 
-    // Head append rate: every series through 120-sample Gorilla appenders.
-    let start = Instant::now();
+    // Head append rate: every series through 120-sample Gorilla appenders (best pass of at
+    // least 3 and at least 1 s, as the machine may be shared).
+    let mut append = Duration::MAX;
     let mut held = 0usize;
-    for s in &series {
-        for run in s.samples.chunks(chunk::DEFAULT_MAX_SAMPLES) {
-            let mut app = GorillaAppender::new();
-            for &(t, v) in run {
-                app.append(t, v);
+    let started = Instant::now();
+    let mut passes = 0;
+    while passes < 3 || started.elapsed() < Duration::from_secs(1) {
+        passes += 1;
+        held = 0;
+        let start = Instant::now();
+        for s in &series {
+            for run in s.samples.chunks(chunk::DEFAULT_MAX_SAMPLES) {
+                let mut app = GorillaAppender::new();
+                for &(t, v) in run {
+                    app.append(t, v);
+                }
+                held += app.heap_size();
+                black_box(app.finish());
             }
-            held += app.heap_size();
-            black_box(app.finish());
         }
+        append = append.min(start.elapsed());
     }
-    let append = start.elapsed();
     println!(
         "head append: {:.1} M samples/s; {:.3} heap bytes/sample while open",
         msps(total, append),

@@ -25,6 +25,10 @@
 //!   cheapest differencing order; they differ in entropy coding (an adaptive range coder vs.
 //!   varints + zstd).
 //!
+//! On a real 1 s capture (`examples/compress_real.rs`, chunk data only): Gorilla in 120-sample
+//! head chunks takes 1.10 bytes/sample, `RangeCoded` with one chunk per series 0.25
+//! (`docs/FORMAT.chunks.md` has the table).
+//!
 //! # Invariants
 //!
 //! * Values round-trip bit-exactly: NaN payloads (Prometheus's stale marker

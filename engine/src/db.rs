@@ -32,7 +32,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
@@ -133,6 +133,12 @@ pub struct AppendReport {
     pub exemplar_errors: Vec<ExemplarError>,
     /// Metadata entries received.
     pub metadata_updated: u64,
+    /// Series not created because of the tenant's series limit.
+    pub series_limited: u64,
+    /// Samples dropped with them.
+    pub samples_limited: u64,
+    /// The series limit in force, when `series_limited > 0`.
+    pub series_limit: u64,
 }
 
 /// What opening a tenant found.
@@ -173,6 +179,7 @@ pub struct TenantDb {
     /// Serialises block cuts.
     cut_lock: Mutex<()>,
     wal_failed: AtomicBool,
+    max_series: AtomicU64,
 }
 
 fn valid_tenant(id: &str) -> bool {
@@ -275,6 +282,7 @@ impl TenantDb {
                 append_lock: Mutex::new(()),
                 cut_lock: Mutex::new(()),
                 wal_failed: AtomicBool::new(false),
+                max_series: AtomicU64::new(0),
             },
             report,
         ))
@@ -345,8 +353,15 @@ impl TenantDb {
             if item.samples.is_empty() && item.exemplars.is_empty() {
                 continue;
             }
-            let (r, created) = match self.head.get_or_create_input(item.labels) {
+            let max_series = self.max_series.load(Ordering::Relaxed);
+            let (r, created) = match self.head.get_or_create_limited(item.labels, max_series) {
                 Ok(x) => x,
+                Err(Error::SeriesLimit(limit)) => {
+                    report.series_limited += 1;
+                    report.samples_limited += item.samples.len() as u64;
+                    report.series_limit = limit;
+                    continue;
+                }
                 Err(e) => {
                     report.invalid_series += 1;
                     if report.invalid.len() < 10 {
@@ -428,6 +443,12 @@ impl TenantDb {
             return Err(self.fail_wal(e));
         }
         Ok(report)
+    }
+
+    /// Sets the tenant's active-series limit (0 = none). Series beyond it are not created;
+    /// their samples are reported in [`AppendReport::series_limited`].
+    pub fn set_max_series(&self, max: u64) {
+        self.max_series.store(max, Ordering::Relaxed);
     }
 
     /// The tenant's exemplar buffer.
@@ -653,6 +674,11 @@ impl TenantDb {
             _ => CheckpointAction::Keep,
         })?;
         Ok(())
+    }
+
+    /// The WAL's fsync counters.
+    pub fn wal_stats(&self) -> strata_wal::WalStats {
+        self.wal.stats()
     }
 
     /// Flushes the WAL to disk.
@@ -1024,6 +1050,21 @@ mod tests {
             .into_iter()
             .map(|s| (s.labels().clone(), s.samples(i64::MIN, i64::MAX).unwrap()))
             .collect()
+    }
+
+    #[test]
+    fn series_limit_refuses_new_series_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, _) = Engine::open(opts(dir.path())).unwrap();
+        let t = engine.tenant(DEFAULT_TENANT).unwrap();
+        t.set_max_series(2);
+        let ls: Vec<Labels> = (0..3).map(series).collect();
+        let s = [(1000, 1.0)];
+        let batch: Vec<AppendSeries> = ls.iter().map(|l| AppendSeries { labels: l, samples: &s }).collect();
+        let rep = t.append(&batch).unwrap();
+        assert_eq!((rep.appended, rep.series_limited, rep.series_limit), (2, 1, 2));
+        let rep = t.append(&[AppendSeries { labels: &ls[0], samples: &[(2000, 2.0)] }]).unwrap();
+        assert_eq!((rep.appended, rep.series_limited), (1, 0));
     }
 
     #[test]

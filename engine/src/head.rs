@@ -426,6 +426,16 @@ impl Head {
         &self,
         labels: &L,
     ) -> Result<(SeriesRef, Option<Labels>)> {
+        self.get_or_create_limited(labels, 0)
+    }
+
+    /// Like [`Head::get_or_create_input`], refusing to create a series when the head already
+    /// holds `max_series` series (0 = no limit) with [`Error::SeriesLimit`].
+    pub fn get_or_create_limited<L: LabelInput + ?Sized>(
+        &self,
+        labels: &L,
+        max_series: u64,
+    ) -> Result<(SeriesRef, Option<Labels>)> {
         let hash = labels.stable_hash();
         let si = shard_of_hash(hash);
         let Some(shard_lock) = self.shards.get(si) else {
@@ -434,6 +444,9 @@ impl Head {
         let mut shard = shard_lock.lock();
         if let Some(r) = self.find_in_shard(&shard, hash, labels) {
             return Ok((r, None));
+        }
+        if max_series > 0 && self.num_series() >= max_series {
+            return Err(Error::SeriesLimit(max_series));
         }
         let owned = labels.to_labels()?;
         let r = (shard.next_local << SHARD_BITS) | si as u32;

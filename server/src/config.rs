@@ -51,6 +51,38 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Write-ahead log options.
     pub wal: WalConfig,
+    /// HTTP server options.
+    pub server: ServerConfig,
+    /// Per-tenant limits.
+    pub limits: crate::limits::LimitsConfig,
+}
+
+/// `[server]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address of the HTTP API. Default: `0.0.0.0:8080`.
+    pub http_addr: String,
+    /// Largest request body accepted as sent (compressed). Default: `32MiB`.
+    pub max_request_body: String,
+    /// Largest decompressed remote-write/read body. Default: `64MiB`.
+    pub max_decoded_body: String,
+    /// Samples a query may load into memory. Default: 50000000.
+    pub query_max_samples: usize,
+    /// Default lookback delta of queries. Default: `5m`.
+    pub lookback_delta: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            http_addr: "0.0.0.0:8080".into(),
+            max_request_body: "32MiB".into(),
+            max_decoded_body: "64MiB".into(),
+            query_max_samples: 50_000_000,
+            lookback_delta: "5m".into(),
+        }
+    }
 }
 
 /// `[storage]` section.
@@ -68,6 +100,8 @@ pub struct StorageConfig {
     pub block_chunk_samples: usize,
     /// How often the background maintenance (block cutting) runs. Default: `1m`.
     pub maintenance_interval: String,
+    /// Exemplars kept in memory per tenant (circular buffer; 0 disables). Default: 100000.
+    pub max_exemplars: usize,
 }
 
 impl Default for StorageConfig {
@@ -78,6 +112,7 @@ impl Default for StorageConfig {
             head_chunk_samples: 120,
             block_chunk_samples: 7200,
             maintenance_interval: "1m".into(),
+            max_exemplars: 100_000,
         }
     }
 }
@@ -247,6 +282,28 @@ impl Config {
             wal_sync: sync,
             wal_repair: self.wal.repair,
             block_chunk_samples: s.block_chunk_samples,
+            max_exemplars: s.max_exemplars,
+        })
+    }
+
+    /// Validates the `[server]` section into HTTP options.
+    pub fn server_options(&self, data_dir: &Path) -> Result<crate::app::ServerOptions, ConfigError> {
+        let s = &self.server;
+        let body = parse_size(&s.max_request_body).map_err(|m| invalid("server.max_request_body", m))?;
+        let decoded = parse_size(&s.max_decoded_body).map_err(|m| invalid("server.max_decoded_body", m))?;
+        if body == 0 || decoded == 0 {
+            return Err(invalid("server.max_request_body", "must be positive"));
+        }
+        let lookback = parse_duration(&s.lookback_delta).map_err(|m| invalid("server.lookback_delta", m))?;
+        if lookback.is_zero() {
+            return Err(invalid("server.lookback_delta", "must be positive"));
+        }
+        Ok(crate::app::ServerOptions {
+            max_request_body: usize::try_from(body).unwrap_or(usize::MAX),
+            max_decoded_body: usize::try_from(decoded).unwrap_or(usize::MAX),
+            query_max_samples: s.query_max_samples.max(1),
+            lookback_ms: lookback.as_millis() as i64,
+            data_dir: data_dir.display().to_string(),
         })
     }
 

@@ -5,8 +5,6 @@
 //! the head) and shuts down cleanly on SIGINT/SIGTERM: maintenance stops, every WAL is synced,
 //! then the process exits.
 
-mod config;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,7 +13,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use strata_engine::Engine;
 
-use crate::config::Config;
+use strata_server::app::{AppState, router};
+use strata_server::config::Config;
+use strata_server::limits::Limits;
 
 /// Strata: one server for metrics, logs and traces.
 #[derive(Parser, Debug)]
@@ -49,6 +49,9 @@ struct ServeArgs {
     /// `100ms` [default: batch; overrides `wal.sync`].
     #[arg(long, value_name = "POLICY", env = "STRATA_WAL_SYNC")]
     wal_sync: Option<String>,
+    /// Address of the HTTP API [default: 0.0.0.0:8080; overrides `server.http_addr`].
+    #[arg(long, value_name = "ADDR", env = "STRATA_HTTP_ADDR")]
+    http_addr: Option<String>,
     /// Log filter, e.g. `info` or `strata_engine=debug` [default: info].
     #[arg(long, value_name = "FILTER", env = "STRATA_LOG")]
     log: Option<String>,
@@ -92,6 +95,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.repair_wal {
         cfg.wal.repair = true;
     }
+    if let Some(a) = &args.http_addr {
+        cfg.server.http_addr = a.clone();
+    }
     let data_dir = args
         .data_dir
         .clone()
@@ -99,6 +105,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| PathBuf::from("./data"));
     let opts = cfg.engine_options(data_dir.clone())?;
     let interval = cfg.maintenance_interval()?;
+    let server_opts = cfg.server_options(&data_dir)?;
+    let http_addr: std::net::SocketAddr = cfg.server.http_addr.parse().map_err(|e| {
+        anyhow::anyhow!("invalid HTTP address {:?}: {e}", cfg.server.http_addr)
+    })?;
 
     tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %data_dir.display(), "starting strata");
     let started = std::time::Instant::now();
@@ -122,6 +132,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let engine = Arc::new(engine);
     let tenants = reports.len();
+    let limits = Limits::new(cfg.limits.clone());
+    for id in engine.tenant_ids() {
+        if let Some(t) = engine.existing_tenant(&id) {
+            t.set_max_series(limits.for_tenant(&id).max_series);
+        }
+    }
+    let state = AppState::new(engine.clone(), limits, server_opts);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -131,12 +148,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // Signal handlers are installed before announcing readiness, so a SIGTERM sent after
         // "storage ready" always gets a clean shutdown.
         let shutdown = ShutdownSignal::install()?;
+        let listener = tokio::net::TcpListener::bind(http_addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("binding HTTP address {http_addr}: {e}"))?;
+        state.ready.store(true, std::sync::atomic::Ordering::Release);
         tracing::info!(
             tenants,
+            http_addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "storage ready"
         );
-        run(engine.clone(), interval, shutdown).await
+        run(engine.clone(), state, listener, interval, shutdown).await
     })?;
     runtime.shutdown_timeout(Duration::from_secs(10));
     engine.close()?;
@@ -144,7 +166,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(engine: Arc<Engine>, interval: Duration, shutdown: ShutdownSignal) -> anyhow::Result<()> {
+async fn run(
+    engine: Arc<Engine>,
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    interval: Duration,
+    shutdown: ShutdownSignal,
+) -> anyhow::Result<()> {
     let maint_engine = engine.clone();
     let maintenance = tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
@@ -157,10 +185,20 @@ async fn run(engine: Arc<Engine>, interval: Duration, shutdown: ShutdownSignal) 
             let _ = tokio::task::spawn_blocking(move || e.maintain()).await;
         }
     });
-    shutdown.wait().await?;
-    tracing::info!("shutdown signal received; syncing");
+    let app = router(state.clone());
+    // Stop accepting on a signal; in-flight requests (writes included) finish first.
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            if let Err(e) = shutdown.wait().await {
+                tracing::error!(error = %e, "waiting for shutdown signal failed");
+            }
+            tracing::info!("shutdown signal received; finishing in-flight requests");
+        })
+        .await?;
+    state.ready.store(false, std::sync::atomic::Ordering::Release);
     maintenance.abort();
     let _ = maintenance.await;
+    tracing::info!("HTTP server stopped; syncing");
     Ok(())
 }
 

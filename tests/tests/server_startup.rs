@@ -73,6 +73,8 @@ fn start(data: &Path, extra: &[&str]) -> Child {
     Command::new(strata_bin())
         .arg("--data-dir")
         .arg(data)
+        .arg("--http-addr")
+        .arg("127.0.0.1:0")
         .args(extra)
         .env("STRATA_LOG", "info")
         .stdout(Stdio::null())

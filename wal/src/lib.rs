@@ -102,4 +102,4 @@ pub use format::{FormatVersion, RecordRef};
 pub use options::{DEFAULT_SEGMENT_SIZE, MIN_SEGMENT_SIZE, RecoveryMode, SyncMode, WalOptions};
 pub use recovery::{DropCause, Dropped, RepairReport, WalFile};
 pub use replay::{Replay, ReplayStats};
-pub use wal::Wal;
+pub use wal::{Wal, WalStats};

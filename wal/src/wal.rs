@@ -85,6 +85,19 @@ pub(crate) struct Shared {
     poison: Mutex<Option<String>>,
     stop: Mutex<bool>,
     stop_signal: Condvar,
+    /// Number of fdatasync calls made.
+    fsyncs: std::sync::atomic::AtomicU64,
+    /// Total nanoseconds spent in fdatasync.
+    fsync_nanos: std::sync::atomic::AtomicU64,
+}
+
+/// Counters of a WAL since it was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct WalStats {
+    /// fdatasync calls made.
+    pub fsyncs: u64,
+    /// Seconds spent in fdatasync.
+    pub fsync_seconds: f64,
 }
 
 #[derive(Debug)]
@@ -156,6 +169,8 @@ impl Wal {
             poison: Mutex::new(None),
             stop: Mutex::new(false),
             stop_signal: Condvar::new(),
+            fsyncs: std::sync::atomic::AtomicU64::new(0),
+            fsync_nanos: std::sync::atomic::AtomicU64::new(0),
         });
         let flusher = match shared.opts.sync {
             SyncMode::EveryBatch => None,
@@ -240,6 +255,15 @@ impl Wal {
     /// [`Wal::append_unsynced`]) is durable. Concurrent callers share one fsync.
     pub fn sync_through(&self, seq: u64) -> Result<()> {
         self.shared.sync_through(seq)
+    }
+
+    /// fsync counters since open.
+    pub fn stats(&self) -> WalStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        WalStats {
+            fsyncs: self.shared.fsyncs.load(Relaxed),
+            fsync_seconds: self.shared.fsync_nanos.load(Relaxed) as f64 / 1e9,
+        }
     }
 
     /// Makes every batch appended so far durable.
@@ -427,7 +451,13 @@ impl Shared {
             let writer = self.writer.lock();
             (Arc::clone(&writer.file), writer.written_seq, writer.segment)
         };
+        let started = std::time::Instant::now();
         let result = file.sync_data();
+        self.fsyncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.fsync_nanos.fetch_add(
+            u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let mut sync = self.sync.lock();
         sync.syncing = false;
         let outcome = match result {

@@ -9,9 +9,10 @@
 //! ```text
 //! header   the transform header (transform.rs); a chunk with n = 0 is just that
 //! rest     one zstd frame (RFC 8878) whose header records its content size, containing:
-//!            n-1 zigzag LEB128 varints   timestamp stream
-//!            n-1 zigzag LEB128 varints   value stream
+//!            n-1 zigzag LEB128 varints   timestamp stream (absent for exact-grid timestamps)
+//!            n-1 zigzag LEB128 varints   value stream (absent for constant values)
 //!            n-1 zigzag LEB128 varints   residual stream (only when residuals are present)
+//!          no frame at all when none of the three streams is present
 //! ```
 //!
 //! # Why it is built this way
@@ -59,8 +60,23 @@ pub(crate) fn encode_plan(plan: &Plan) -> Result<Vec<u8>, ChunkError> {
         return Ok(out);
     }
     let mut body = Vec::with_capacity(plan.ts.len() * 3);
-    for &y in plan.ts.iter().chain(&plan.values).chain(&plan.residuals) {
+    let none: &[i64] = &[];
+    let ts = if plan.header.ts_present {
+        &plan.ts[..]
+    } else {
+        none
+    };
+    let values = if plan.header.values_present {
+        &plan.values[..]
+    } else {
+        none
+    };
+    for &y in ts.iter().chain(values).chain(&plan.residuals) {
         put_varint(&mut body, y);
+    }
+    if body.is_empty() {
+        // n = 1, or exact grid and constant values: the header says it all.
+        return Ok(out);
     }
     let frame = zstd::bulk::compress(&body, ZSTD_LEVEL).map_err(zstd_err("compress chunk"))?;
     out.extend_from_slice(&frame);
@@ -89,7 +105,19 @@ pub(crate) fn decode(data: &Bytes) -> Result<Vec<(i64, f64)>, ChunkError> {
         return Ok(out);
     }
     let frame = data.get(pos..).unwrap_or(&[]);
-    let streams = if rebuild.has_residuals() { 3 } else { 2 };
+    let present = [
+        header.ts_present,
+        header.values_present,
+        rebuild.has_residuals(),
+    ];
+    let streams = present.iter().filter(|&&p| p).count();
+    if streams == 0 {
+        // Exact grid and constant values: nothing but the header.
+        for _ in 1..n {
+            out.push(rebuild.next(0, 0, 0));
+        }
+        return Ok(out);
+    }
     let max_body = (n - 1) * streams * 10;
     let declared = zstd::zstd_safe::get_frame_content_size(frame)
         .ok()
@@ -108,11 +136,11 @@ pub(crate) fn decode(data: &Bytes) -> Result<Vec<(i64, f64)>, ChunkError> {
     }
     let body =
         zstd::bulk::decompress(frame, declared as usize).map_err(zstd_err("decompress chunk"))?;
-    let mut cursors = [0usize; 3];
-    // Stream starts: skip n-1 varints for each preceding stream.
+    // Start of each present stream: skip n-1 varints per preceding stream.
+    let mut cursors: [Option<usize>; 3] = [None; 3];
     let mut p = 0usize;
-    for c in cursors.iter_mut().take(streams) {
-        *c = p;
+    for (c, _) in cursors.iter_mut().zip(present).filter(|(_, here)| *here) {
+        *c = Some(p);
         for _ in 1..n {
             get_varint(&body, &mut p).ok_or(ChunkError::Overrun {
                 encoding: enc,
@@ -120,25 +148,20 @@ pub(crate) fn decode(data: &Bytes) -> Result<Vec<(i64, f64)>, ChunkError> {
             })?;
         }
     }
-    let [mut pt, mut pv, mut pr] = cursors;
-    for i in 1..n {
-        let overrun = ChunkError::Overrun {
-            encoding: enc,
-            sample: i,
-        };
-        let t = get_varint(&body, &mut pt).ok_or(overrun)?;
-        let v = get_varint(&body, &mut pv).ok_or(ChunkError::Overrun {
-            encoding: enc,
-            sample: i,
-        })?;
-        let r = if streams == 3 {
-            get_varint(&body, &mut pr).ok_or(ChunkError::Overrun {
+    let next = |cursor: &mut Option<usize>, i: usize| -> Result<i64, ChunkError> {
+        match cursor {
+            Some(p) => get_varint(&body, p).ok_or(ChunkError::Overrun {
                 encoding: enc,
                 sample: i,
-            })?
-        } else {
-            0
-        };
+            }),
+            None => Ok(0),
+        }
+    };
+    let [mut ct, mut cv, mut cr] = cursors;
+    for i in 1..n {
+        let t = next(&mut ct, i)?;
+        let v = next(&mut cv, i)?;
+        let r = next(&mut cr, i)?;
         out.push(rebuild.next(t, v, r));
     }
     Ok(out)

@@ -16,7 +16,8 @@
 //! ```
 //!
 //! For each sample i = 1 .. n-1 in order, the coded streams interleave as: the timestamp
-//! integer, the value integer, then the residual integer when residuals are present; each
+//! integer, the value integer, then the residual integer, each only when its stream is present
+//! (the header says: exact-grid timestamps and constant values have no stream); each
 //! integer is binarised by `IntModel` (zero flag, sign, bit length, two modelled mantissa
 //! bits) and its remaining mantissa bits go to the raw stream in the same order.
 //!
@@ -55,14 +56,20 @@ pub(crate) fn encode_plan(plan: &Plan) -> Vec<u8> {
     let mut m_ts = IntModel::new();
     let mut m_val = IntModel::new();
     let mut m_res = IntModel::new();
+    let with_ts = plan.header.ts_present;
+    let with_values = plan.header.values_present;
     let with_res = plan.header.residual.is_some();
     let mut sink = Coded {
         enc: &mut enc,
         raw: &mut raw,
     };
     for (i, (&t, &v)) in plan.ts.iter().zip(&plan.values).enumerate() {
-        m_ts.encode(&mut sink, t);
-        m_val.encode(&mut sink, v);
+        if with_ts {
+            m_ts.encode(&mut sink, t);
+        }
+        if with_values {
+            m_val.encode(&mut sink, v);
+        }
         if with_res {
             let r = plan.residuals.get(i).copied().unwrap_or(0);
             m_res.encode(&mut sink, r);
@@ -86,6 +93,8 @@ pub(crate) struct Decoder {
     m_val: IntModel,
     m_res: IntModel,
     rebuild: Rebuilder,
+    ts_present: bool,
+    values_present: bool,
     n: usize,
     i: usize,
     last: (i64, f64),
@@ -125,6 +134,8 @@ impl Decoder {
             m_val: IntModel::new(),
             m_res: IntModel::new(),
             rebuild: Rebuilder::new(&header),
+            ts_present: header.ts_present,
+            values_present: header.values_present,
             n: header.n,
             i: 0,
             last: (0, 0.0),
@@ -159,8 +170,16 @@ impl Decoder {
         }
         let rc: &[u8] = &self.rc;
         let raw: &[u8] = &self.raw;
-        let t = self.m_ts.decode(&mut self.dec, rc, &mut self.rr, raw);
-        let v = self.m_val.decode(&mut self.dec, rc, &mut self.rr, raw);
+        let t = if self.ts_present {
+            self.m_ts.decode(&mut self.dec, rc, &mut self.rr, raw)
+        } else {
+            0
+        };
+        let v = if self.values_present {
+            self.m_val.decode(&mut self.dec, rc, &mut self.rr, raw)
+        } else {
+            0
+        };
         let r = if self.rebuild.has_residuals() {
             self.m_res.decode(&mut self.dec, rc, &mut self.rr, raw)
         } else {

@@ -585,6 +585,37 @@ proptest! {
     }
 
     #[test]
+    fn mutated_chunks_never_panic(
+        samples in sample_strategy(),
+        edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..6),
+    ) {
+        for enc in Encoding::ALL {
+            let mut data = encode(enc, &samples).unwrap();
+            for &(pos, byte, kind) in &edits {
+                if data.is_empty() {
+                    break;
+                }
+                let i = pos % data.len();
+                match kind {
+                    0 => data[i] ^= byte | 1,
+                    1 => data.truncate(i),
+                    _ => data.insert(i, byte),
+                }
+            }
+            if let Ok(mut it) = ChunkIter::new(enc, Bytes::from(data)) {
+                let declared = it.num_samples();
+                let mut count = 0usize;
+                while it.next_sample().is_some() {
+                    count += 1;
+                }
+                if it.err().is_none() {
+                    prop_assert_eq!(count, declared);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn random_bytes_never_panic(tag in 1u8..=3, bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
         let enc = Encoding::from_u8(tag).unwrap();
         if let Ok(mut it) = ChunkIter::new(enc, Bytes::from(bytes)) {

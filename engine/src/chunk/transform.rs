@@ -9,8 +9,10 @@
 //! uvarint   n          number of samples; when 0 the chunk ends here
 //! varint    t0         first timestamp (zigzag)
 //! uvarint   interval   expected scrape interval in ms (the most common delta; 0 = none)
-//! u8        modes      bits 0-1  timestamp mode: 0 grid, 1 delta, 2 delta-of-delta
-//!                      bits 2-3  value order:    0 value, 1 delta, 2 delta-of-delta
+//! u8        modes      bits 0-1  timestamp mode: 0 grid, 1 delta, 2 delta-of-delta,
+//!                                3 exact grid (no timestamp stream: every value is 0)
+//!                      bits 2-3  value order:    0 value, 1 delta, 2 delta-of-delta,
+//!                                3 constant (no value stream: every value is 0)
 //!                      bits 4-5  residual order: 0 value, 1 delta (bit 6 set only)
 //!                      bit  6    residual stream present
 //!                      bit  7    decimal values (else raw IEEE-754 bits)
@@ -111,8 +113,12 @@ pub(crate) struct Header {
     pub(crate) t0: i64,
     pub(crate) interval: i64,
     pub(crate) ts_mode: TsMode,
+    /// False when every timestamp is on the exact grid (mode 3: grid, stream absent).
+    pub(crate) ts_present: bool,
     pub(crate) kind: ValueKind,
     pub(crate) v_order: Order,
+    /// False when every value equals the first (order 3: stream absent).
+    pub(crate) values_present: bool,
     pub(crate) x0: i64,
     pub(crate) gcd: u64,
     /// First residual and the residual order, when residuals are present.
@@ -128,7 +134,17 @@ impl Header {
         }
         put_varint(out, self.t0);
         put_uvarint(out, self.interval as u64);
-        let mut modes = self.ts_mode as u8 | ((self.v_order as u8) << 2);
+        let ts_bits = if self.ts_present {
+            self.ts_mode as u8
+        } else {
+            3
+        };
+        let order_bits = if self.values_present {
+            self.v_order as u8
+        } else {
+            3
+        };
+        let mut modes = ts_bits | (order_bits << 2);
         if let Some((_, ord)) = self.residual {
             modes |= ((ord as u8) << 4) | 0x40;
         }
@@ -166,8 +182,10 @@ impl Header {
             t0: 0,
             interval: 0,
             ts_mode: TsMode::Grid,
+            ts_present: true,
             kind: ValueKind::Bits,
             v_order: Order::Value,
+            values_present: true,
             x0: 0,
             gcd: 1,
             residual: None,
@@ -186,10 +204,18 @@ impl Header {
             0 => TsMode::Grid,
             1 => TsMode::Delta,
             2 => TsMode::DeltaOfDelta,
-            _ => return Err(bad("timestamp mode", u64::from(modes))),
+            _ => {
+                h.ts_present = false;
+                TsMode::Grid
+            }
         };
-        h.v_order =
-            Order::from_bits((modes >> 2) & 3).ok_or(bad("value order", u64::from(modes)))?;
+        h.v_order = match Order::from_bits((modes >> 2) & 3) {
+            Some(o) => o,
+            None => {
+                h.values_present = false;
+                Order::Value
+            }
+        };
         if modes & 0x80 != 0 {
             let e = *data.get(pos).ok_or(trunc("decimal exponent", pos))?;
             pos += 1;
@@ -642,7 +668,12 @@ pub(crate) fn plan(samples: &[(i64, f64)]) -> Plan {
             ts_best = Some((mode, ys, price));
         }
     }
-    let (ts_mode, ts_ys, _) = ts_best.unwrap_or((TsMode::Grid, Vec::new(), 0));
+    let (mut ts_mode, ts_ys, _) = ts_best.unwrap_or((TsMode::Grid, Vec::new(), 0));
+    // All zero in any mode means all zero in grid mode: the timestamps are the exact grid.
+    let ts_present = ts_ys.iter().any(|&y| y != 0);
+    if !ts_present {
+        ts_mode = TsMode::Grid;
+    }
 
     // Candidate decimal exponents: every exact or near-exact exponent some value needs.
     let mut wanted = [false; MAX_DECIMAL_EXP as usize + 1];
@@ -683,6 +714,7 @@ pub(crate) fn plan(samples: &[(i64, f64)]) -> Plan {
     }
     // `cands` always holds the minimum, so `best` is set; the fallback is merely total.
     let (best, _) = best.unwrap_or_else(|| (value_plan(&values, ValueKind::Bits), 0));
+    let values_present = best.ks.iter().any(|&k| k != 0);
     let (residual, residuals) = match best.residual {
         Some((ord, rs)) => (
             Some((rs.first().copied().unwrap_or(0), ord)),
@@ -696,8 +728,14 @@ pub(crate) fn plan(samples: &[(i64, f64)]) -> Plan {
             t0: ts.first().copied().unwrap_or(0),
             interval,
             ts_mode,
+            ts_present,
             kind: best.kind,
-            v_order: best.order,
+            v_order: if values_present {
+                best.order
+            } else {
+                Order::Value
+            },
+            values_present,
             x0: best.x0,
             gcd: best.gcd,
             residual,

@@ -1,0 +1,20 @@
+//! The Strata server: configuration, HTTP APIs and the glue between them and the engine.
+//!
+//! The binary (`src/main.rs`) parses the command line, opens the engine and runs [`app`]'s
+//! router. Modules:
+//!
+//! - [`config`]: the TOML configuration and its validation.
+//! - [`app`]: shared state, the router, request accounting, operational endpoints.
+//! - [`api`]: the Prometheus response envelope, errors → status codes, parameters, times.
+//! - [`prom_api`]: the Prometheus HTTP query API (`/api/v1/query`, `series`, `labels`, …).
+//! - [`remote`]: Prometheus remote write (1.0 and 2.0) and remote read.
+//! - [`limits`]: per-tenant ingestion limits.
+//! - [`selfmetrics`]: Strata's own metrics on `/metrics`.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod limits;
+pub mod prom_api;
+pub mod remote;
+pub mod selfmetrics;

@@ -1,0 +1,524 @@
+//! The Prometheus HTTP query API, with Prometheus's exact JSON shapes.
+//!
+//! Every endpoint accepts GET with a query string and POST with a form body (merged, as
+//! Prometheus does), reads one tenant (`X-Scope-OrgID`), and answers
+//! `{"status":"success","data":…}` or the error envelope of [`crate::api`]. Query evaluation
+//! runs on the blocking pool so a long query never stalls the runtime; a `timeout` parameter
+//! (or the default of 2 minutes) bounds it with a `timeout` error (503).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use serde_json::{Map, Value as Json, json};
+use strata_engine::{Labels, Matcher, SelectHints};
+use strata_query::{EvalOptions, QueryError, Value};
+
+use crate::api::{
+    ApiError, ErrorKind, MAX_TIME_MS, MIN_TIME_MS, Params, fmt_value, parse_duration_ms, success,
+    tenant, time_param, ts_secs,
+};
+use crate::app::AppState;
+
+/// Default query timeout.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Routes of the query API.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/query", get(query).post(query))
+        .route("/api/v1/query_range", get(query_range).post(query_range))
+        .route("/api/v1/series", get(series).post(series))
+        .route("/api/v1/labels", get(labels).post(labels))
+        .route("/api/v1/label/{name}/values", get(label_values))
+        .route("/api/v1/metadata", get(metadata))
+        .route("/api/v1/query_exemplars", get(query_exemplars).post(query_exemplars))
+        .route("/api/v1/status/tsdb", get(tsdb_status))
+        .route("/api/v1/format_query", get(format_query).post(format_query))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn labels_json(l: &Labels) -> Json {
+    let mut m = Map::new();
+    for x in l {
+        m.insert(x.name.clone(), Json::String(x.value.clone()));
+    }
+    Json::Object(m)
+}
+
+fn point(t: i64, v: f64) -> Json {
+    json!([ts_secs(t), fmt_value(v)])
+}
+
+/// Renders a query result as Prometheus's `data` object.
+pub fn value_json(v: &Value) -> Json {
+    match v {
+        Value::Vector(samples) => json!({
+            "resultType": "vector",
+            "result": samples.iter().map(|s| json!({
+                "metric": labels_json(&s.labels),
+                "value": point(s.t, s.v),
+            })).collect::<Vec<_>>(),
+        }),
+        Value::Matrix(series) => json!({
+            "resultType": "matrix",
+            "result": series.iter().map(|s| json!({
+                "metric": labels_json(&s.labels),
+                "values": s.points.iter().map(|&(t, v)| point(t, v)).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        }),
+        Value::Scalar(t, v) => json!({"resultType": "scalar", "result": point(*t, *v)}),
+        Value::String(t, s) => json!({"resultType": "string", "result": [ts_secs(*t), s]}),
+    }
+}
+
+fn query_error(e: QueryError) -> ApiError {
+    match e {
+        QueryError::Parse(m) => ApiError::bad_data(format!("invalid parameter \"query\": {m}")),
+        QueryError::BadParameters(m) => ApiError::bad_data(m),
+        QueryError::Unsupported(_) | QueryError::TooManySamples => {
+            ApiError::new(ErrorKind::Execution, e.to_string())
+        }
+        QueryError::Storage(s) => ApiError::internal(s.to_string()),
+        other => ApiError::new(ErrorKind::Execution, other.to_string()),
+    }
+}
+
+fn eval_options(state: &AppState, p: &Params) -> Result<EvalOptions, ApiError> {
+    let lookback_ms = match p.get("lookback_delta") {
+        Some(v) if !v.is_empty() => parse_duration_ms(v)
+            .map_err(|e| ApiError::bad_data(format!("invalid parameter \"lookback_delta\": {e}")))?,
+        _ => state.options.lookback_ms,
+    };
+    Ok(EvalOptions {
+        lookback_ms,
+        max_samples: state.options.query_max_samples,
+    })
+}
+
+fn timeout(p: &Params) -> Result<Duration, ApiError> {
+    match p.get("timeout") {
+        Some(v) if !v.is_empty() => parse_duration_ms(v)
+            .map(|ms| Duration::from_millis(ms.max(1) as u64))
+            .map_err(|e| ApiError::bad_data(format!("invalid parameter \"timeout\": {e}"))),
+        _ => Ok(DEFAULT_TIMEOUT),
+    }
+}
+
+/// Runs `f` on the blocking pool with a timeout.
+async fn run_blocking<T: Send + 'static>(
+    limit: Duration,
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout(limit, tokio::task::spawn_blocking(f)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(ApiError::internal(format!("query task failed: {e}"))),
+        Err(_) => Err(ApiError::new(
+            ErrorKind::Timeout,
+            "query timed out in expression evaluation",
+        )),
+    }
+}
+
+async fn query(State(state): State<AppState>, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
+    let tenant = tenant(&headers)?;
+    let q = p
+        .get("query")
+        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": missing"))?
+        .to_string();
+    let t = time_param(&p, "time", now_ms())?;
+    let opts = eval_options(&state, &p)?;
+    let limit = timeout(&p)?;
+    let engine = state.engine.clone();
+    let started = Instant::now();
+    let v = run_blocking(limit, move || {
+        let expr = strata_query::parse(&q).map_err(query_error)?;
+        let querier = engine.querier(&tenant)?;
+        strata_query::eval_instant(&querier, &expr, t, &opts).map_err(query_error)
+    })
+    .await?;
+    state
+        .metrics
+        .query_duration
+        .observe(&["query"], started.elapsed().as_secs_f64());
+    Ok(success(value_json(&v), &[]))
+}
+
+async fn query_range(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    p: Params,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&headers)?;
+    let q = p
+        .get("query")
+        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": missing"))?
+        .to_string();
+    let need = |k: &str| -> Result<i64, ApiError> {
+        match p.get(k) {
+            Some(v) if !v.is_empty() => time_param(&p, k, 0),
+            _ => Err(ApiError::bad_data(format!("invalid parameter {k:?}: missing"))),
+        }
+    };
+    let start = need("start")?;
+    let end = need("end")?;
+    let step = match p.get("step") {
+        Some(v) if !v.is_empty() => parse_duration_ms(v)
+            .map_err(|e| ApiError::bad_data(format!("invalid parameter \"step\": {e}")))?,
+        _ => return Err(ApiError::bad_data("invalid parameter \"step\": missing")),
+    };
+    let opts = eval_options(&state, &p)?;
+    let limit = timeout(&p)?;
+    let engine = state.engine.clone();
+    let started = Instant::now();
+    let v = run_blocking(limit, move || {
+        let expr = strata_query::parse(&q).map_err(query_error)?;
+        let querier = engine.querier(&tenant)?;
+        strata_query::eval_range(&querier, &expr, start, end, step, &opts).map_err(query_error)
+    })
+    .await?;
+    state
+        .metrics
+        .query_duration
+        .observe(&["query_range"], started.elapsed().as_secs_f64());
+    Ok(success(value_json(&v), &[]))
+}
+
+/// Parses `match[]` selectors into matcher sets.
+fn match_params(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
+    let mut sets = Vec::new();
+    for m in p.all("match[]") {
+        let expr = strata_query::parse(m)
+            .map_err(|e| ApiError::bad_data(format!("invalid parameter \"match[]\": {e}")))?;
+        match expr {
+            promql_parser::parser::Expr::VectorSelector(vs) => {
+                let ms = strata_query::to_engine_matchers(&vs.matchers, vs.name.as_deref())
+                    .map_err(|e| ApiError::bad_data(format!("invalid parameter \"match[]\": {e}")))?;
+                if ms.iter().all(|m| m.matches_empty()) {
+                    return Err(ApiError::bad_data(format!(
+                        "invalid parameter \"match[]\": {m}: match[] must contain at least one non-empty matcher"
+                    )));
+                }
+                sets.push(ms);
+            }
+            _ => {
+                return Err(ApiError::bad_data(format!(
+                    "invalid parameter \"match[]\": {m:?} is not a series selector"
+                )));
+            }
+        }
+    }
+    Ok(sets)
+}
+
+fn limit_param(p: &Params) -> Result<usize, ApiError> {
+    match p.get("limit") {
+        None | Some("") | Some("0") => Ok(usize::MAX),
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| ApiError::bad_data(format!("invalid parameter \"limit\": {v:?} is not a non-negative integer"))),
+    }
+}
+
+fn truncate_warn<T>(v: &mut Vec<T>, limit: usize) -> Vec<String> {
+    if v.len() > limit {
+        v.truncate(limit);
+        vec!["results truncated due to limit".to_string()]
+    } else {
+        Vec::new()
+    }
+}
+
+async fn series(State(state): State<AppState>, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
+    let tenant = tenant(&headers)?;
+    let sets = match_params(&p)?;
+    if sets.is_empty() {
+        return Err(ApiError::bad_data("no match[] parameter provided"));
+    }
+    let start = time_param(&p, "start", MIN_TIME_MS)?;
+    let end = time_param(&p, "end", MAX_TIME_MS)?;
+    let limit = limit_param(&p)?;
+    let engine = state.engine.clone();
+    let mut all = run_blocking(DEFAULT_TIMEOUT, move || {
+        let q = engine.querier(&tenant)?;
+        let mut all: BTreeMap<Labels, ()> = BTreeMap::new();
+        for ms in &sets {
+            for s in q.select(ms, start, end, &SelectHints::default())? {
+                all.insert(s.labels().clone(), ());
+            }
+        }
+        Ok(all.into_keys().collect::<Vec<_>>())
+    })
+    .await?;
+    let warnings = truncate_warn(&mut all, limit);
+    let data: Vec<Json> = all.iter().map(labels_json).collect();
+    Ok(success(data, &warnings))
+}
+
+async fn labels(State(state): State<AppState>, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
+    let tenant = tenant(&headers)?;
+    let sets = match_params(&p)?;
+    let start = time_param(&p, "start", MIN_TIME_MS)?;
+    let end = time_param(&p, "end", MAX_TIME_MS)?;
+    let limit = limit_param(&p)?;
+    let engine = state.engine.clone();
+    let mut names = run_blocking(DEFAULT_TIMEOUT, move || {
+        let q = engine.querier(&tenant)?;
+        let mut names = std::collections::BTreeSet::new();
+        if sets.is_empty() {
+            names.extend(q.label_names(&[], start, end)?);
+        }
+        for ms in &sets {
+            names.extend(q.label_names(ms, start, end)?);
+        }
+        Ok(names.into_iter().collect::<Vec<_>>())
+    })
+    .await?;
+    let warnings = truncate_warn(&mut names, limit);
+    Ok(success(names, &warnings))
+}
+
+async fn label_values(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    p: Params,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&headers)?;
+    let name = unescape_label_name(&name)?;
+    let sets = match_params(&p)?;
+    let start = time_param(&p, "start", MIN_TIME_MS)?;
+    let end = time_param(&p, "end", MAX_TIME_MS)?;
+    let limit = limit_param(&p)?;
+    let engine = state.engine.clone();
+    let mut values = run_blocking(DEFAULT_TIMEOUT, move || {
+        let q = engine.querier(&tenant)?;
+        let mut values = std::collections::BTreeSet::new();
+        if sets.is_empty() {
+            values.extend(q.label_values(&name, &[], start, end)?);
+        }
+        for ms in &sets {
+            values.extend(q.label_values(&name, ms, start, end)?);
+        }
+        Ok(values.into_iter().collect::<Vec<_>>())
+    })
+    .await?;
+    let warnings = truncate_warn(&mut values, limit);
+    Ok(success(values, &warnings))
+}
+
+/// Label names in the path may use Prometheus's `U__` escaping for UTF-8 names.
+fn unescape_label_name(name: &str) -> Result<String, ApiError> {
+    let Some(rest) = name.strip_prefix("U__") else {
+        return Ok(name.to_string());
+    };
+    let mut out = String::new();
+    let mut chars = rest.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '_' {
+            out.push(c);
+            continue;
+        }
+        if chars.peek() == Some(&'_') {
+            chars.next();
+            out.push('_');
+            continue;
+        }
+        let hex: String = chars.by_ref().take_while(|&c| c != '_').collect();
+        let code = u32::from_str_radix(&hex, 16)
+            .ok()
+            .and_then(char::from_u32)
+            .ok_or_else(|| ApiError::bad_data(format!("invalid escaped label name {name:?}")))?;
+        out.push(code);
+    }
+    Ok(out)
+}
+
+async fn metadata(State(state): State<AppState>, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
+    let tenant = tenant(&headers)?;
+    let limit = limit_param(&p)?;
+    let per_metric = match p.get("limit_per_metric") {
+        None | Some("") | Some("0") => usize::MAX,
+        Some(v) => v.parse::<usize>().map_err(|_| {
+            ApiError::bad_data(format!("invalid parameter \"limit_per_metric\": {v:?}"))
+        })?,
+    };
+    let metric = p.get("metric").filter(|m| !m.is_empty());
+    let mut out = Map::new();
+    if let Some(t) = state.engine.existing_tenant(&tenant) {
+        for (family, entries) in t.metadata().all() {
+            if out.len() >= limit {
+                break;
+            }
+            if metric.is_some_and(|m| m != family) {
+                continue;
+            }
+            let list: Vec<Json> = entries
+                .iter()
+                .take(per_metric)
+                .map(|m| json!({"type": m.metric_type, "help": m.help, "unit": m.unit}))
+                .collect();
+            out.insert(family, Json::Array(list));
+        }
+    }
+    Ok(success(Json::Object(out), &[]))
+}
+
+/// Collects the vector selectors of an expression.
+fn selectors(expr: &promql_parser::parser::Expr, out: &mut Vec<promql_parser::parser::VectorSelector>) {
+    use promql_parser::parser::Expr;
+    match expr {
+        Expr::VectorSelector(vs) => out.push(vs.clone()),
+        Expr::MatrixSelector(ms) => out.push(ms.vs.clone()),
+        Expr::Aggregate(a) => {
+            selectors(&a.expr, out);
+            if let Some(p) = &a.param {
+                selectors(p, out);
+            }
+        }
+        Expr::Unary(u) => selectors(&u.expr, out),
+        Expr::Binary(b) => {
+            selectors(&b.lhs, out);
+            selectors(&b.rhs, out);
+        }
+        Expr::Paren(p) => selectors(&p.expr, out),
+        Expr::Subquery(s) => selectors(&s.expr, out),
+        Expr::Call(c) => {
+            for a in &c.args.args {
+                selectors(a, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+async fn query_exemplars(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    p: Params,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&headers)?;
+    let q = p
+        .get("query")
+        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": missing"))?;
+    let expr = strata_query::parse(q).map_err(query_error)?;
+    let start = time_param(&p, "start", MIN_TIME_MS)?;
+    let end = time_param(&p, "end", MAX_TIME_MS)?;
+    if end < start {
+        return Err(ApiError::bad_data("end timestamp must not be before start timestamp"));
+    }
+    let mut vss = Vec::new();
+    selectors(&expr, &mut vss);
+    let mut result = Vec::new();
+    if let Some(t) = state.engine.existing_tenant(&tenant) {
+        let mut refs = roaring::RoaringBitmap::new();
+        for vs in &vss {
+            let ms = strata_query::to_engine_matchers(&vs.matchers, vs.name.as_deref())
+                .map_err(query_error)?;
+            refs |= t.head().select_refs(&ms);
+        }
+        for (r, exemplars) in t.exemplars().query(&refs, start, end) {
+            let Some(labels) = t.head().labels(r) else {
+                continue;
+            };
+            result.push(json!({
+                "seriesLabels": labels_json(&labels),
+                "exemplars": exemplars.iter().map(|e| json!({
+                    "labels": labels_json(&e.labels),
+                    "value": fmt_value(e.value),
+                    "timestamp": ts_secs(e.timestamp),
+                })).collect::<Vec<_>>(),
+            }));
+        }
+    }
+    Ok(success(result, &[]))
+}
+
+async fn tsdb_status(State(state): State<AppState>, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
+    let tenant = tenant(&headers)?;
+    let limit = match p.get("limit") {
+        None | Some("") => 10,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| ApiError::bad_data(format!("invalid parameter \"limit\": {v:?} must be a positive number")))?,
+    };
+    let list = |v: &[(String, u64)]| -> Vec<Json> {
+        v.iter().map(|(n, c)| json!({"name": n, "value": c})).collect()
+    };
+    let data = match state.engine.existing_tenant(&tenant) {
+        Some(t) => {
+            let head = t.head();
+            let c = head.cardinality(limit);
+            let (min, max) = (head.min_time(), head.max_time());
+            let empty = min > max;
+            json!({
+                "headStats": {
+                    "numSeries": c.num_series,
+                    "numLabelPairs": c.num_label_pairs,
+                    "chunkCount": head.num_chunks(),
+                    "minTime": if empty { 0 } else { min },
+                    "maxTime": if empty { 0 } else { max },
+                },
+                "seriesCountByMetricName": list(&c.series_count_by_metric_name),
+                "labelValueCountByLabelName": list(&c.label_value_count_by_label_name),
+                "memoryInBytesByLabelName": list(&c.memory_in_bytes_by_label_name),
+                "seriesCountByLabelValuePair": list(&c.series_count_by_label_value_pair),
+            })
+        }
+        None => json!({
+            "headStats": {"numSeries": 0, "numLabelPairs": 0, "chunkCount": 0, "minTime": 0, "maxTime": 0},
+            "seriesCountByMetricName": [],
+            "labelValueCountByLabelName": [],
+            "memoryInBytesByLabelName": [],
+            "seriesCountByLabelValuePair": [],
+        }),
+    };
+    Ok(success(data, &[]))
+}
+
+async fn format_query(p: Params) -> Result<Response, ApiError> {
+    let q = p
+        .get("query")
+        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": missing"))?;
+    let expr = strata_query::parse(q).map_err(query_error)?;
+    Ok(success(expr.to_string(), &[]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf8_label_names_unescape() {
+        assert_eq!(unescape_label_name("job").unwrap(), "job");
+        assert_eq!(unescape_label_name("U__a_2e_b").unwrap(), "a.b");
+        assert_eq!(unescape_label_name("U__a__b").unwrap(), "a_b");
+        assert!(unescape_label_name("U__a_zz_").is_err());
+    }
+
+    #[test]
+    fn values_render_like_prometheus() {
+        let l = Labels::from_pairs(&[("__name__", "up")]).unwrap();
+        let v = Value::Vector(vec![strata_query::Sample { labels: l, t: 1_500, v: f64::NAN }]);
+        assert_eq!(
+            value_json(&v).to_string(),
+            r#"{"result":[{"metric":{"__name__":"up"},"value":[1.5,"NaN"]}],"resultType":"vector"}"#
+        );
+        assert_eq!(
+            value_json(&Value::Scalar(2000, 1.0)).to_string(),
+            r#"{"result":[2,"1"],"resultType":"scalar"}"#
+        );
+    }
+}
