@@ -1,5 +1,7 @@
 //! The command line is a contract: flags, defaults and help text that scripts depend on.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 
 fn strata() -> Command {

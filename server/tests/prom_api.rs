@@ -3,6 +3,8 @@
 //! float-second timestamps, instant queries, buildinfo, metadata, status/tsdb, and the error
 //! envelope. Each test checks the response shape Grafana parses.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use axum::body::Body;

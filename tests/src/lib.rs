@@ -15,11 +15,9 @@ pub const CRASH_STEP_MS: i64 = 1000;
 pub fn crash_series(i: usize) -> Labels {
     let name = format!("crash_metric_{}", i % 3);
     let id = i.to_string();
-    match Labels::from_pairs(&[("__name__", name.as_str()), ("job", "crash"), ("id", id.as_str())]) {
-        Ok(l) => l,
-        // Cannot fail: names are distinct and non-empty.
-        Err(_) => Labels::default(),
-    }
+    // Cannot fail: names are distinct and non-empty.
+    Labels::from_pairs(&[("__name__", name.as_str()), ("job", "crash"), ("id", id.as_str())])
+        .unwrap_or_default()
 }
 
 /// The sample of series `i` in batch `b`: every batch writes one sample per series.
@@ -28,7 +26,7 @@ pub fn crash_sample(b: u64, i: usize) -> (i64, f64) {
     // Mix of integers, decimals and a stale marker now and then.
     let v = if b % 97 == 13 && i == 0 {
         f64::from_bits(0x7ff0_0000_0000_0002)
-    } else if i % 2 == 0 {
+    } else if i.is_multiple_of(2) {
         (b * (i as u64 + 1)) as f64
     } else {
         b as f64 * 0.25 + i as f64

@@ -2,6 +2,8 @@
 //! random moment (including while it cuts blocks and checkpoints the WAL); the store is then
 //! reopened and must contain every acknowledged batch in full, and no batch in part.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -2,6 +2,8 @@
 //! WAL, reports what it found, refuses to start on WAL corruption (naming segment and offset)
 //! unless told to repair, refuses a damaged block, and shuts down cleanly on SIGTERM.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
