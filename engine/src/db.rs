@@ -41,11 +41,11 @@ use strata_wal::{CheckpointAction, SyncMode, Wal, WalOptions};
 use crate::block::{self, Block, BlockMeta, BlockWriter};
 use crate::chunk;
 use crate::error::{Error, Result};
+use crate::exemplars::{Exemplar, ExemplarError, ExemplarStore, MetadataStore, MetricMetadata};
 use crate::head::{Head, HeadOptions, SampleError, SeriesRef};
+use crate::labels::LabelInput;
 use crate::labels::{Labels, Matcher};
 use crate::querier::{Querier, SelectHints, Series};
-use crate::exemplars::{Exemplar, ExemplarError, ExemplarStore, MetadataStore, MetricMetadata};
-use crate::labels::LabelInput;
 use crate::record::{self, RECORD_EXEMPLARS, RECORD_METADATA, RECORD_SAMPLES, RECORD_SERIES};
 
 /// Tenant used when multi-tenancy is off.
@@ -305,7 +305,11 @@ impl TenantDb {
 
     /// Metadata of the loaded blocks, oldest first.
     pub fn block_metas(&self) -> Vec<BlockMeta> {
-        self.blocks.read().iter().map(|b| b.meta().clone()).collect()
+        self.blocks
+            .read()
+            .iter()
+            .map(|b| b.meta().clone())
+            .collect()
     }
 
     /// The loaded blocks, oldest first.
@@ -392,7 +396,9 @@ impl TenantDb {
                         };
                         report.errors.push((labels, e));
                     }
-                    self.head.counters.count_rejected(e, u64::from(out.rejected));
+                    self.head
+                        .counters
+                        .count_rejected(e, u64::from(out.rejected));
                 }
             }
             for e in item.exemplars {
@@ -603,10 +609,7 @@ impl TenantDb {
                 match res {
                     Ok(()) if buf.is_empty() => CheckpointAction::Drop,
                     Ok(()) if buf.len() == payload.len() => CheckpointAction::Keep,
-                    Ok(()) => CheckpointAction::Rewrite {
-                        kind,
-                        payload: buf,
-                    },
+                    Ok(()) => CheckpointAction::Rewrite { kind, payload: buf },
                     Err(_) => CheckpointAction::Keep,
                 }
             }
@@ -624,10 +627,7 @@ impl TenantDb {
                 match res {
                     Ok(()) if buf.is_empty() => CheckpointAction::Drop,
                     Ok(()) if !dropped_any => CheckpointAction::Keep,
-                    Ok(()) => CheckpointAction::Rewrite {
-                        kind,
-                        payload: buf,
-                    },
+                    Ok(()) => CheckpointAction::Rewrite { kind, payload: buf },
                     Err(_) => CheckpointAction::Keep,
                 }
             }
@@ -645,10 +645,7 @@ impl TenantDb {
                 match res {
                     Ok(()) if buf.is_empty() => CheckpointAction::Drop,
                     Ok(()) if !dropped_any => CheckpointAction::Keep,
-                    Ok(()) => CheckpointAction::Rewrite {
-                        kind,
-                        payload: buf,
-                    },
+                    Ok(()) => CheckpointAction::Rewrite { kind, payload: buf },
                     Err(_) => CheckpointAction::Keep,
                 }
             }
@@ -664,10 +661,7 @@ impl TenantDb {
                 });
                 match res {
                     Ok(()) if buf.is_empty() => CheckpointAction::Drop,
-                    Ok(()) => CheckpointAction::Rewrite {
-                        kind,
-                        payload: buf,
-                    },
+                    Ok(()) => CheckpointAction::Rewrite { kind, payload: buf },
                     Err(_) => CheckpointAction::Keep,
                 }
             }
@@ -688,6 +682,49 @@ impl TenantDb {
     }
 }
 
+/// Samples of many series bound for one replay worker: `groups` holds `(ref, end)` with `end`
+/// the exclusive end of the series' samples in `samples`.
+#[derive(Default)]
+struct ReplayBatch {
+    groups: Vec<(SeriesRef, usize)>,
+    samples: Vec<(i64, f64)>,
+}
+
+/// Samples per batch handed to a replay worker.
+const REPLAY_BATCH_SAMPLES: usize = 32 * 1024;
+
+/// Applies sample batches to the head; returns (samples applied, samples skipped).
+fn replay_worker(head: &Head, rx: std::sync::mpsc::Receiver<ReplayBatch>) -> Result<(u64, u64)> {
+    let mut scratch = Vec::new();
+    let (mut applied, mut skipped) = (0u64, 0u64);
+    for batch in rx {
+        let mut start = 0;
+        for &(r, end) in &batch.groups {
+            let samples = batch.samples.get(start..end).unwrap_or(&[]);
+            start = end;
+            scratch.clear();
+            match head.append(r, samples, &mut scratch) {
+                Ok(out) => {
+                    applied += u64::from(out.appended + out.out_of_order);
+                    skipped += u64::from(out.rejected + out.duplicates);
+                }
+                // Samples of a series whose definition was dropped with a checkpoint: they
+                // predate the newest block.
+                Err(Error::UnknownSeries(_)) => skipped += samples.len() as u64,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok((applied, skipped))
+}
+
+/// Replays the WAL into the head.
+///
+/// Series, exemplar and metadata records are applied on this thread in log order. Samples are
+/// routed by series shard to worker threads (one per core, at most 4), so a series' samples are
+/// always applied by the same worker in log order, and a series is always created (here)
+/// before any worker sees its samples. Replay is bound by memory latency (one random series
+/// lookup per sample group), which parallel workers overlap.
 fn replay_into(
     head: &Head,
     exemplars: &ExemplarStore,
@@ -695,53 +732,104 @@ fn replay_into(
     mut replay: strata_wal::Replay,
     report: &mut TenantOpenReport,
 ) -> Result<()> {
+    let workers = std::thread::available_parallelism()
+        .map(std::num::NonZeroUsize::get)
+        .unwrap_or(1)
+        .clamp(1, 4);
     let mut ref_map: HashMap<SeriesRef, SeriesRef> = HashMap::new();
-    let mut scratch = Vec::new();
-    while let Some(rec) = replay.next_record() {
-        let rec = rec?;
-        report.wal_records += 1;
-        match rec.kind {
-            RECORD_SERIES => record::decode_series(rec.payload, |r, labels| {
-                let actual = head.create_with_ref(r, &labels);
-                if actual != r {
-                    ref_map.insert(r, actual);
+    std::thread::scope(|scope| -> Result<()> {
+        let mut senders = Vec::with_capacity(workers);
+        let mut handles = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<ReplayBatch>(4);
+            senders.push(tx);
+            handles.push(scope.spawn(move || replay_worker(head, rx)));
+        }
+        let mut pending: Vec<ReplayBatch> = (0..workers).map(|_| ReplayBatch::default()).collect();
+        let mut send_failed = false;
+        let mut result = Ok(());
+        while let Some(rec) = replay.next_record() {
+            let rec = match rec {
+                Ok(rec) => rec,
+                Err(e) => {
+                    result = Err(e.into());
+                    break;
                 }
-                Ok(())
-            })?,
-            RECORD_SAMPLES => record::decode_samples(rec.payload, |r, samples| {
-                let r = ref_map.get(&r).copied().unwrap_or(r);
-                scratch.clear();
-                match head.append(r, samples, &mut scratch) {
-                    Ok(out) => {
-                        report.samples += u64::from(out.appended + out.out_of_order);
-                        report.samples_skipped += u64::from(out.rejected + out.duplicates);
-                        Ok(())
+            };
+            report.wal_records += 1;
+            let step = match rec.kind {
+                RECORD_SERIES => record::decode_series(rec.payload, |r, labels| {
+                    let actual = head.create_with_ref(r, &labels);
+                    if actual != r {
+                        ref_map.insert(r, actual);
                     }
-                    Err(Error::UnknownSeries(_)) => {
-                        // Samples of a series whose definition was dropped with a checkpoint:
-                        // they predate the newest block.
-                        report.samples_skipped += samples.len() as u64;
-                        Ok(())
+                    Ok(())
+                }),
+                RECORD_SAMPLES => record::decode_samples(rec.payload, |r, samples| {
+                    let r = ref_map.get(&r).copied().unwrap_or(r);
+                    let w = (r as usize % crate::head::SHARDS) % workers;
+                    if let Some(b) = pending.get_mut(w) {
+                        b.samples.extend_from_slice(samples);
+                        b.groups.push((r, b.samples.len()));
+                        if b.samples.len() >= REPLAY_BATCH_SAMPLES
+                            && let Some(tx) = senders.get(w)
+                            && tx.send(std::mem::take(b)).is_err()
+                        {
+                            send_failed = true;
+                        }
                     }
-                    Err(e) => Err(e),
+                    Ok(())
+                }),
+                RECORD_EXEMPLARS => record::decode_exemplars(rec.payload, |r, e| {
+                    let r = ref_map.get(&r).copied().unwrap_or(r);
+                    // Rejections here mirror rejections at ingest time; nothing to report.
+                    let _ = exemplars.add(r, e);
+                    Ok(())
+                }),
+                RECORD_METADATA => record::decode_metadata(rec.payload, |family, m| {
+                    metadata.set(&family, m);
+                    Ok(())
+                }),
+                other => {
+                    tracing::warn!(record_type = other, "skipping WAL record of unknown type");
+                    Ok(())
                 }
-            })?,
-            RECORD_EXEMPLARS => record::decode_exemplars(rec.payload, |r, e| {
-                let r = ref_map.get(&r).copied().unwrap_or(r);
-                // Rejections here mirror rejections at ingest time; nothing to report.
-                let _ = exemplars.add(r, e);
-                Ok(())
-            })?,
-            RECORD_METADATA => record::decode_metadata(rec.payload, |family, m| {
-                metadata.set(&family, m);
-                Ok(())
-            })?,
-            other => {
-                tracing::warn!(record_type = other, "skipping WAL record of unknown type");
+            };
+            if let Err(e) = step {
+                result = Err(e);
+                break;
+            }
+            if send_failed {
+                // A worker stopped with an error; it is reported when joined below.
+                break;
             }
         }
-    }
-    Ok(())
+        for (b, tx) in pending.into_iter().zip(&senders) {
+            if !b.groups.is_empty() {
+                let _ = tx.send(b);
+            }
+        }
+        drop(senders);
+        for h in handles {
+            match h.join() {
+                Ok(Ok((applied, skipped))) => {
+                    report.samples += applied;
+                    report.samples_skipped += skipped;
+                }
+                Ok(Err(e)) => {
+                    if result.is_ok() {
+                        result = Err(e);
+                    }
+                }
+                Err(_) => {
+                    if result.is_ok() {
+                        result = Err(Error::ReplayWorker);
+                    }
+                }
+            }
+        }
+        result
+    })
 }
 
 /// The storage engine: all tenants.
@@ -800,7 +888,11 @@ impl Engine {
             return Ok(t.clone());
         }
         let (db, report) = TenantDb::open(id, &self.opts)?;
-        tracing::info!(tenant = id, blocks = report.blocks, "created tenant storage");
+        tracing::info!(
+            tenant = id,
+            blocks = report.blocks,
+            "created tenant storage"
+        );
         let db = Arc::new(db);
         self.tenants.write().insert(id.to_string(), db.clone());
         Ok(db)
@@ -905,7 +997,10 @@ mod tests {
             let batch: Vec<AppendSeries> = labels
                 .iter()
                 .zip(&samples)
-                .map(|(l, s)| AppendSeries { labels: l, samples: s })
+                .map(|(l, s)| AppendSeries {
+                    labels: l,
+                    samples: s,
+                })
                 .collect();
             let rep = engine.append(DEFAULT_TENANT, &batch).unwrap();
             assert_eq!(rep.rejected, 0);
@@ -965,7 +1060,13 @@ mod tests {
         // Samples in the persisted range are now too old.
         let l = series(0);
         let rep = engine
-            .append(DEFAULT_TENANT, &[AppendSeries { labels: &l, samples: &[(1000, 1.0)] }])
+            .append(
+                DEFAULT_TENANT,
+                &[AppendSeries {
+                    labels: &l,
+                    samples: &[(1000, 1.0)],
+                }],
+            )
             .unwrap();
         assert_eq!(rep.rejected, 1);
     }
@@ -1015,23 +1116,37 @@ mod tests {
                     &[("http_requests_total", meta.clone())],
                 )
                 .unwrap();
-            assert_eq!((rep.appended, rep.series_created, rep.exemplars_appended), (2, 1, 1));
+            assert_eq!(
+                (rep.appended, rep.series_created, rep.exemplars_appended),
+                (2, 1, 1)
+            );
             // The same labels, owned, find the same series.
             let owned = Labels::from_pairs(pairs).unwrap();
             let rep = t
-                .append(&[AppendSeries { labels: &owned, samples: &[(3000, 3.0)] }])
+                .append(&[AppendSeries {
+                    labels: &owned,
+                    samples: &[(3000, 3.0)],
+                }])
                 .unwrap();
             assert_eq!(rep.series_created, 0);
             // Invalid borrowed labels are reported, not stored.
             let bad: &[(&str, &str)] = &[("a", "1"), ("a", "2")];
             let rep = t
                 .ingest(
-                    &[IngestSeries { labels: bad, samples: &[(1, 1.0)], exemplars: &[] }],
+                    &[IngestSeries {
+                        labels: bad,
+                        samples: &[(1, 1.0)],
+                        exemplars: &[],
+                    }],
                     &[],
                 )
                 .unwrap();
             assert_eq!(rep.invalid_series, 1);
-            assert!(rep.invalid[0].contains("duplicate label name"), "{:?}", rep.invalid);
+            assert!(
+                rep.invalid[0].contains("duplicate label name"),
+                "{:?}",
+                rep.invalid
+            );
         }
         let (engine, _) = Engine::open(opts(dir.path())).unwrap();
         let t = engine.tenant(DEFAULT_TENANT).unwrap();
@@ -1045,7 +1160,13 @@ mod tests {
 
     fn read_all_job(engine: &Engine, job: &str) -> Vec<(Labels, Vec<(i64, f64)>)> {
         engine
-            .select(DEFAULT_TENANT, &[Matcher::equal("job", job)], i64::MIN, i64::MAX, &SelectHints::default())
+            .select(
+                DEFAULT_TENANT,
+                &[Matcher::equal("job", job)],
+                i64::MIN,
+                i64::MAX,
+                &SelectHints::default(),
+            )
             .unwrap()
             .into_iter()
             .map(|s| (s.labels().clone(), s.samples(i64::MIN, i64::MAX).unwrap()))
@@ -1060,10 +1181,24 @@ mod tests {
         t.set_max_series(2);
         let ls: Vec<Labels> = (0..3).map(series).collect();
         let s = [(1000, 1.0)];
-        let batch: Vec<AppendSeries> = ls.iter().map(|l| AppendSeries { labels: l, samples: &s }).collect();
+        let batch: Vec<AppendSeries> = ls
+            .iter()
+            .map(|l| AppendSeries {
+                labels: l,
+                samples: &s,
+            })
+            .collect();
         let rep = t.append(&batch).unwrap();
-        assert_eq!((rep.appended, rep.series_limited, rep.series_limit), (2, 1, 2));
-        let rep = t.append(&[AppendSeries { labels: &ls[0], samples: &[(2000, 2.0)] }]).unwrap();
+        assert_eq!(
+            (rep.appended, rep.series_limited, rep.series_limit),
+            (2, 1, 2)
+        );
+        let rep = t
+            .append(&[AppendSeries {
+                labels: &ls[0],
+                samples: &[(2000, 2.0)],
+            }])
+            .unwrap();
         assert_eq!((rep.appended, rep.series_limited), (1, 0));
     }
 
@@ -1073,13 +1208,28 @@ mod tests {
         let (engine, _) = Engine::open(opts(dir.path())).unwrap();
         let l = series(1);
         engine
-            .append("team-a", &[AppendSeries { labels: &l, samples: &[(1, 1.0)] }])
+            .append(
+                "team-a",
+                &[AppendSeries {
+                    labels: &l,
+                    samples: &[(1, 1.0)],
+                }],
+            )
             .unwrap();
         assert_eq!(read_all(&engine, "team-a").len(), 1);
         assert!(read_all(&engine, "team-b").is_empty());
-        assert!(engine.existing_tenant("team-b").is_none(), "reads never create tenants");
+        assert!(
+            engine.existing_tenant("team-b").is_none(),
+            "reads never create tenants"
+        );
         assert!(matches!(
-            engine.append("../x", &[AppendSeries { labels: &l, samples: &[(1, 1.0)] }]),
+            engine.append(
+                "../x",
+                &[AppendSeries {
+                    labels: &l,
+                    samples: &[(1, 1.0)]
+                }]
+            ),
             Err(Error::InvalidTenant(_))
         ));
         assert!(dir.path().join("tenants/team-a/metrics/wal").is_dir());
@@ -1096,7 +1246,11 @@ mod tests {
             vec!["__name__", "cpu", "job"]
         );
         assert_eq!(q.label_values("cpu", &[], 0, 1000).unwrap(), vec!["0", "1"]);
-        assert!(q.label_values("cpu", &[], 10_000_000, 20_000_000).unwrap().is_empty());
+        assert!(
+            q.label_values("cpu", &[], 10_000_000, 20_000_000)
+                .unwrap()
+                .is_empty()
+        );
         let m = [Matcher::equal("cpu", "1")];
         assert_eq!(q.label_values("cpu", &m, 0, 1000).unwrap(), vec!["1"]);
     }

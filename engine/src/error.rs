@@ -52,11 +52,16 @@ pub enum Error {
     UnknownSeries(u32),
     /// An earlier WAL write of this tenant failed; writes are refused until restart so that no
     /// acknowledged sample can be missing from the WAL.
-    #[error("tenant {0}: an earlier WAL write failed; writes are refused until the server restarts")]
+    #[error(
+        "tenant {0}: an earlier WAL write failed; writes are refused until the server restarts"
+    )]
     WalFailed(String),
     /// Creating a series would exceed the tenant's series limit.
     #[error("per-tenant series limit of {0} exceeded")]
     SeriesLimit(u64),
+    /// A WAL replay worker thread panicked.
+    #[error("a WAL replay worker thread panicked")]
+    ReplayWorker,
     /// A tenant id is not acceptable as a directory name.
     #[error("invalid tenant id {0:?}: must be 1-150 characters of [A-Za-z0-9_.-], not '.' or '..'")]
     InvalidTenant(String),

@@ -48,7 +48,9 @@ pub struct Exemplar {
 #[non_exhaustive]
 pub enum ExemplarError {
     /// Older than the series' newest exemplar.
-    #[error("out of order exemplar: timestamp {t} is older than the series' newest exemplar {newest}")]
+    #[error(
+        "out of order exemplar: timestamp {t} is older than the series' newest exemplar {newest}"
+    )]
     OutOfOrder {
         /// The exemplar's timestamp.
         t: i64,
@@ -143,7 +145,12 @@ impl ExemplarStore {
 
     /// Exemplars of the series in `refs` with timestamps in `[mint, maxt]`, grouped by series
     /// in ascending ref order, each group in time order.
-    pub fn query(&self, refs: &RoaringBitmap, mint: i64, maxt: i64) -> Vec<(SeriesRef, Vec<Exemplar>)> {
+    pub fn query(
+        &self,
+        refs: &RoaringBitmap,
+        mint: i64,
+        maxt: i64,
+    ) -> Vec<(SeriesRef, Vec<Exemplar>)> {
         let inner = self.inner.lock();
         let mut by_ref: std::collections::BTreeMap<SeriesRef, Vec<Exemplar>> =
             std::collections::BTreeMap::new();

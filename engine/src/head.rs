@@ -181,6 +181,40 @@ impl HeadCounters {
     }
 }
 
+/// Hasher for the head's integer keys (series refs, symbol ids, label-set hashes): one
+/// multiply by a 64-bit odd constant (Fibonacci hashing) instead of SipHash. Keys are not
+/// attacker-chosen in a way that matters here (refs and symbol ids are assigned by the head;
+/// label-set hashes are already mixed), and the map lookup is the hottest operation of appends
+/// and WAL replay.
+#[derive(Default, Clone, Copy)]
+pub struct IntHasher(u64);
+
+impl std::hash::Hasher for IntHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        // Multiply, then fold the high half down: hashbrown takes the bucket from the low bits
+        // and the tag from the top 7 bits, and both must vary.
+        let x = (self.0 ^ i).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = x ^ (x >> 32);
+    }
+}
+
+/// A hash map keyed by integers, hashed with [`IntHasher`].
+pub type IntMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IntHasher>>;
+
 /// Interned strings of one head.
 #[derive(Default)]
 pub struct Symbols {
@@ -259,15 +293,15 @@ impl MemSeries {
 
 #[derive(Default)]
 struct Shard {
-    by_hash: HashMap<u64, u32>,
-    collisions: HashMap<u64, Vec<u32>>,
-    series: HashMap<u32, MemSeries>,
+    by_hash: IntMap<u64, u32>,
+    collisions: IntMap<u64, Vec<u32>>,
+    series: IntMap<u32, MemSeries>,
     next_local: u32,
 }
 
 #[derive(Default)]
 struct MemPostings {
-    by_name: HashMap<u32, HashMap<u32, RoaringBitmap>>,
+    by_name: IntMap<u32, IntMap<u32, RoaringBitmap>>,
     all: RoaringBitmap,
 }
 
@@ -629,7 +663,10 @@ impl Head {
         });
         match ooo.buf.binary_search_by(|&(bt, _)| bt.cmp(&t)) {
             Ok(i) => {
-                let same = ooo.buf.get(i).is_some_and(|&(_, bv)| bv.to_bits() == v.to_bits());
+                let same = ooo
+                    .buf
+                    .get(i)
+                    .is_some_and(|&(_, bv)| bv.to_bits() == v.to_bits());
                 if same {
                     Ok(false)
                 } else {
@@ -789,7 +826,12 @@ impl Head {
 
     /// Merged, deduplicated samples of a series in `[mint, maxt)` (in-order data wins over
     /// out-of-order data on equal timestamps). Used to cut blocks.
-    pub fn samples_in_range(&self, r: SeriesRef, mint: i64, maxt_excl: i64) -> Result<Vec<(i64, f64)>> {
+    pub fn samples_in_range(
+        &self,
+        r: SeriesRef,
+        mint: i64,
+        maxt_excl: i64,
+    ) -> Result<Vec<(i64, f64)>> {
         let Some(data) = self.series_data(r, mint, maxt_excl.saturating_sub(1)) else {
             return Ok(Vec::new());
         };
@@ -1127,7 +1169,10 @@ mod tests {
         assert_eq!(acc.len(), 1000);
         assert_eq!(all_samples(&h, r), samples);
         assert!(h.num_chunks() >= 1000 / 120);
-        assert_eq!(h.get_or_create(&lbl(&[("job", "a"), ("__name__", "up")])), (r, false));
+        assert_eq!(
+            h.get_or_create(&lbl(&[("job", "a"), ("__name__", "up")])),
+            (r, false)
+        );
     }
 
     #[test]
@@ -1181,8 +1226,12 @@ mod tests {
         });
         let (r, _) = h.get_or_create(&lbl(&[("__name__", "x")]));
         let mut acc = Vec::new();
-        h.append(r, &[(1000, 1.0), (9000, 1.0), (10_000, 2.0), (12_000, 3.0)], &mut acc)
-            .unwrap();
+        h.append(
+            r,
+            &[(1000, 1.0), (9000, 1.0), (10_000, 2.0), (12_000, 3.0)],
+            &mut acc,
+        )
+        .unwrap();
         let d = h.series_data(r, i64::MIN, i64::MAX).unwrap();
         assert_eq!(d.chunks.len(), 2);
         assert_eq!(d.chunks[0].0.max_time, 9000);
@@ -1198,7 +1247,8 @@ mod tests {
         let (a, _) = h.get_or_create(&lbl(&[("__name__", "a")]));
         let (b, _) = h.get_or_create(&lbl(&[("__name__", "b")]));
         let mut acc = Vec::new();
-        h.append(a, &[(1000, 1.0), (11_000, 2.0)], &mut acc).unwrap();
+        h.append(a, &[(1000, 1.0), (11_000, 2.0)], &mut acc)
+            .unwrap();
         h.append(b, &[(2000, 1.0)], &mut acc).unwrap();
         assert_eq!(h.truncate(10_000).unwrap(), 1);
         assert_eq!(h.num_series(), 1);
@@ -1239,7 +1289,10 @@ mod tests {
             vec![("a".to_string(), 5), ("b".to_string(), 1)]
         );
         assert_eq!(c.label_value_count_by_label_name[0], ("i".to_string(), 5));
-        assert_eq!(c.series_count_by_label_value_pair[0], ("__name__=a".to_string(), 5));
+        assert_eq!(
+            c.series_count_by_label_value_pair[0],
+            ("__name__=a".to_string(), 5)
+        );
         assert_eq!(c.series_count_by_label_value_pair.len(), 2);
     }
 

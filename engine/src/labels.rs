@@ -118,7 +118,8 @@ impl Labels {
         self.0.iter()
     }
 
-    /// A stable 64-bit hash of the label set (FNV-1a over names and values with separators).
+    /// A stable 64-bit hash of the label set (a word-at-a-time multiply-xorshift mix over names
+    /// and values with separators).
     /// Equal sets hash equal on every platform and across restarts.
     pub fn stable_hash(&self) -> u64 {
         let mut h = FNV_OFFSET;
@@ -196,21 +197,31 @@ impl LabelInput for [(&str, &str)] {
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+const MIX_K: u64 = 0x9e37_79b9_7f4a_7c15;
 
-fn fnv_pair(mut h: u64, name: &str, value: &str) -> u64 {
-    for b in name.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(FNV_PRIME);
+/// Folds `bytes` into `h` eight bytes at a time (a multiply-xorshift mix), then a terminator
+/// so that `("ab","c")` and `("a","bc")` hash differently. Deterministic on every platform.
+fn mix_bytes(mut h: u64, bytes: &[u8], terminator: u64) -> u64 {
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(MIX_K);
+        h ^= h >> 29;
     }
-    h ^= 0xff;
-    h = h.wrapping_mul(FNV_PRIME);
-    for b in value.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(FNV_PRIME);
+    let rest = chunks.remainder();
+    let mut w = [0u8; 8];
+    if let Some(dst) = w.get_mut(..rest.len()) {
+        dst.copy_from_slice(rest);
     }
-    h ^= 0xfe;
-    h.wrapping_mul(FNV_PRIME)
+    h = (h ^ u64::from_le_bytes(w) ^ (terminator << 56) ^ ((rest.len() as u64) << 48))
+        .wrapping_mul(MIX_K);
+    h ^ (h >> 32)
+}
+
+fn fnv_pair(h: u64, name: &str, value: &str) -> u64 {
+    let h = mix_bytes(h, name.as_bytes(), 0xff);
+    mix_bytes(h, value.as_bytes(), 0xfe)
 }
 
 /// The comparison a [`Matcher`] applies to a label value.
@@ -346,7 +357,11 @@ mod tests {
         assert!(!m.matches("api-gateway"));
         let l = Labels::from_pairs(&[("__name__", "up")]).unwrap();
         assert!(Matcher::equal("job", "").matches_labels(&l));
-        assert!(!Matcher::new(MatchOp::NotEqual, "job", "").unwrap().matches_labels(&l));
+        assert!(
+            !Matcher::new(MatchOp::NotEqual, "job", "")
+                .unwrap()
+                .matches_labels(&l)
+        );
         assert!(Matcher::new(MatchOp::Regex, "job", "a(").is_err());
     }
 }

@@ -19,13 +19,12 @@ pub mod labels;
 pub mod querier;
 pub mod record;
 
-pub use error::{Error, Result};
 pub use db::{
     AppendReport, AppendSeries, DEFAULT_TENANT, Engine, EngineOptions, IngestSeries, TenantDb,
     TenantOpenReport,
 };
+pub use error::{Error, Result};
 pub use exemplars::{Exemplar, MetricMetadata};
 pub use head::{Cardinality, Head, HeadOptions, SampleError, SeriesRef};
 pub use labels::{Label, LabelInput, Labels, MatchOp, Matcher};
 pub use querier::{Querier, SelectHints, Series, SeriesIter};
-

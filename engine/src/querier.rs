@@ -578,7 +578,10 @@ mod tests {
     #[test]
     fn non_overlapping_chunks_stream_in_order() {
         let it = SeriesIter::new(
-            vec![src(&[(10, 1.0), (20, 2.0)], 0), src(&[(1, 0.5), (5, 0.7)], 0)],
+            vec![
+                src(&[(10, 1.0), (20, 2.0)], 0),
+                src(&[(1, 0.5), (5, 0.7)], 0),
+            ],
             vec![],
         )
         .unwrap();
@@ -608,7 +611,11 @@ mod tests {
         let chunks = samples.chunks(120).map(|c| src(c, 0)).collect();
         let mut it = SeriesIter::new(chunks, vec![(1000, 1990)]).unwrap();
         assert_eq!(it.seek(995), Some((2000, 200.0)));
-        assert_eq!(it.seek(5), Some((2000, 200.0)), "seek never moves backwards");
+        assert_eq!(
+            it.seek(5),
+            Some((2000, 200.0)),
+            "seek never moves backwards"
+        );
         assert_eq!(it.next_sample(), Some((2010, 201.0)));
         let mut it = SeriesIter::new(vec![src(&samples, 0)], vec![]).unwrap();
         assert_eq!(it.seek(1234), Some((1240, 124.0)));
@@ -631,15 +638,26 @@ mod tests {
             out
         };
         let all = || (0..3).collect::<RoaringBitmap>();
-        let run = |ms: &[Matcher]| -> Vec<u32> {
-            resolve_postings(ms, all, matching).iter().collect()
-        };
+        let run =
+            |ms: &[Matcher]| -> Vec<u32> { resolve_postings(ms, all, matching).iter().collect() };
         assert_eq!(run(&[Matcher::equal("job", "a")]), vec![0]);
-        assert_eq!(run(&[Matcher::new(MatchOp::NotEqual, "job", "a").unwrap()]), vec![1, 2]);
+        assert_eq!(
+            run(&[Matcher::new(MatchOp::NotEqual, "job", "a").unwrap()]),
+            vec![1, 2]
+        );
         assert_eq!(run(&[Matcher::equal("job", "")]), vec![2]);
-        assert_eq!(run(&[Matcher::new(MatchOp::Regex, "job", ".+").unwrap()]), vec![0, 1]);
-        assert_eq!(run(&[Matcher::new(MatchOp::Regex, "job", "a|").unwrap()]), vec![0, 2]);
-        assert_eq!(run(&[Matcher::new(MatchOp::NotRegex, "job", "a|b").unwrap()]), vec![2]);
+        assert_eq!(
+            run(&[Matcher::new(MatchOp::Regex, "job", ".+").unwrap()]),
+            vec![0, 1]
+        );
+        assert_eq!(
+            run(&[Matcher::new(MatchOp::Regex, "job", "a|").unwrap()]),
+            vec![0, 2]
+        );
+        assert_eq!(
+            run(&[Matcher::new(MatchOp::NotRegex, "job", "a|b").unwrap()]),
+            vec![2]
+        );
         assert_eq!(run(&[]), vec![0, 1, 2]);
     }
 }

@@ -13,7 +13,9 @@
 //! ```text
 //! SERIES (type 1):   repeated { ref: varint u32 | n_labels: varint |
 //!                               n_labels × { name_len: varint | name | value_len: varint | value } }
-//! SAMPLES (type 2):  repeated { ref: varint u32 | n: varint (≥1) | t0: zz i64 | v0: u64 LE (f64 bits) |
+//! SAMPLES (type 2):  base: zz i64 (first timestamp of the first group) |
+//!                    repeated (≥1) { ref: varint u32 | n: varint (≥1) | t0 - base: zz i64 |
+//!                               v0: u64 LE (f64 bits) |
 //!                               (n-1) × { dt: zz i64 (t_i - t_{i-1}) | v: u64 LE } }
 //! EXEMPLARS (type 3): repeated { ref: varint u32 | t: zz i64 | v: u64 LE | n_labels: varint |
 //!                               n_labels × { name_len | name | value_len | value } }
@@ -194,7 +196,10 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn u64_le(&mut self) -> Result<u64> {
-        let end = self.pos.checked_add(8).ok_or_else(|| self.err("overflow"))?;
+        let end = self
+            .pos
+            .checked_add(8)
+            .ok_or_else(|| self.err("overflow"))?;
         let bytes = self
             .buf
             .get(self.pos..end)
@@ -226,10 +231,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Encodes series definitions `(ref, labels)` into a SERIES payload.
-pub fn encode_series<'a>(
-    buf: &mut Vec<u8>,
-    series: impl IntoIterator<Item = (u32, &'a Labels)>,
-) {
+pub fn encode_series<'a>(buf: &mut Vec<u8>, series: impl IntoIterator<Item = (u32, &'a Labels)>) {
     for (r, labels) in series {
         put_uvarint(buf, u64::from(r));
         put_uvarint(buf, labels.len() as u64);
@@ -263,14 +265,26 @@ pub fn decode_series(payload: &[u8], mut f: impl FnMut(u32, Labels) -> Result<()
     Ok(())
 }
 
-/// Encodes one series' samples group into a SAMPLES payload (call repeatedly for a batch).
+/// Encodes one series' samples group into a SAMPLES payload (call repeatedly on the same,
+/// initially empty, buffer to build a record). The first group's first timestamp becomes the
+/// record's base; every group stores its first timestamp relative to it, so a scrape's worth of
+/// one-sample groups costs a one- or two-byte delta per sample instead of a full timestamp.
 pub fn encode_samples(buf: &mut Vec<u8>, sref: u32, samples: &[(i64, f64)]) {
     let Some(&(t0, v0)) = samples.first() else {
         return;
     };
+    if buf.is_empty() {
+        put_varint(buf, t0);
+    }
+    let base = {
+        // The base is the first varint of the buffer; decoding it cannot fail because this
+        // function wrote it.
+        let mut r = Reader::new(RECORD_SAMPLES, buf);
+        r.varint().unwrap_or(t0)
+    };
     put_uvarint(buf, u64::from(sref));
     put_uvarint(buf, samples.len() as u64);
-    put_varint(buf, t0);
+    put_varint(buf, t0.wrapping_sub(base));
     buf.extend_from_slice(&v0.to_bits().to_le_bytes());
     let mut prev = t0;
     for &(t, v) in samples.iter().skip(1) {
@@ -287,6 +301,13 @@ pub fn decode_samples(
     mut f: impl FnMut(u32, &[(i64, f64)]) -> Result<()>,
 ) -> Result<()> {
     let mut r = Reader::new(RECORD_SAMPLES, payload);
+    if r.is_empty() {
+        return Ok(());
+    }
+    let base = r.varint()?;
+    if r.is_empty() {
+        return Err(r.err("samples record without groups"));
+    }
     let mut buf: Vec<(i64, f64)> = Vec::new();
     while !r.is_empty() {
         let sref = r.u32_varint()?;
@@ -300,7 +321,7 @@ pub fn decode_samples(
             return Err(r.err("sample count exceeds payload size"));
         }
         buf.clear();
-        let mut t = r.varint()?;
+        let mut t = base.wrapping_add(r.varint()?);
         buf.push((t, f64::from_bits(r.u64_le()?)));
         for _ in 1..n {
             t = t.wrapping_add(r.varint()?);
@@ -341,7 +362,13 @@ mod tests {
                 assert!(res.is_ok());
             } else {
                 assert!(
-                    matches!(res, Err(Error::Record { record_type: RECORD_SAMPLES, .. })),
+                    matches!(
+                        res,
+                        Err(Error::Record {
+                            record_type: RECORD_SAMPLES,
+                            ..
+                        })
+                    ),
                     "cut {cut}: {res:?}"
                 );
             }

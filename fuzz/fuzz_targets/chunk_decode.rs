@@ -17,7 +17,10 @@ use strata_engine::chunk::{self, ChunkIter, Encoding};
 fn decode_arbitrary(encoding: Encoding, payload: &[u8]) {
     let all = chunk::decode_all(encoding, payload.to_vec().into());
     let Ok(mut it) = ChunkIter::new(encoding, payload.to_vec().into()) else {
-        assert!(all.is_err(), "decode_all succeeded where ChunkIter::new failed");
+        assert!(
+            all.is_err(),
+            "decode_all succeeded where ChunkIter::new failed"
+        );
         return;
     };
     let declared = it.num_samples();
@@ -56,7 +59,10 @@ fn round_trip(payload: &[u8]) {
         .filter_map(|c| {
             let (t, v) = c.split_first_chunk::<8>()?;
             let v: [u8; 8] = v.try_into().ok()?;
-            Some((i64::from_le_bytes(*t), f64::from_bits(u64::from_le_bytes(v))))
+            Some((
+                i64::from_le_bytes(*t),
+                f64::from_bits(u64::from_le_bytes(v)),
+            ))
         })
         .collect();
     samples.sort_by_key(|s| s.0);
@@ -70,7 +76,10 @@ fn round_trip(payload: &[u8]) {
         }
     };
     for encoding in Encoding::ALL {
-        check(encoding, chunk::encode(encoding, &samples).expect("encode sorted samples"));
+        check(
+            encoding,
+            chunk::encode(encoding, &samples).expect("encode sorted samples"),
+        );
     }
     let (encoding, data) = chunk::encode_best(&samples);
     check(encoding, data);

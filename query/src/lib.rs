@@ -194,7 +194,12 @@ fn strip(expr: &Expr) -> &Expr {
 }
 
 /// Evaluates an instant query at `t` (ms).
-pub fn eval_instant(q: &Querier, expr: &Expr, t: i64, opts: &EvalOptions) -> Result<Value, QueryError> {
+pub fn eval_instant(
+    q: &Querier,
+    expr: &Expr,
+    t: i64,
+    opts: &EvalOptions,
+) -> Result<Value, QueryError> {
     let mut budget = opts.max_samples;
     match strip(expr) {
         Expr::NumberLiteral(n) => Ok(Value::Scalar(t, n.val)),
@@ -206,7 +211,14 @@ pub fn eval_instant(q: &Querier, expr: &Expr, t: i64, opts: &EvalOptions) -> Res
                 end_ms: t,
                 ..SelectHints::default()
             };
-            let series = select(q, vs, at.saturating_sub(opts.lookback_ms), at, &hints, &mut budget)?;
+            let series = select(
+                q,
+                vs,
+                at.saturating_sub(opts.lookback_ms),
+                at,
+                &hints,
+                &mut budget,
+            )?;
             let mut out: Vec<Sample> = series
                 .into_iter()
                 .filter_map(|s| {
@@ -369,8 +381,16 @@ mod tests {
         let l = |job: &str| Labels::from_pairs(&[("__name__", "up"), ("job", job)]).unwrap();
         let mut acc = Vec::new();
         let (a, _) = head.get_or_create(&l("a"));
-        head.append(a, &[(0, 1.0), (60_000, 2.0), (120_000, f64::from_bits(STALE_NAN_BITS))], &mut acc)
-            .unwrap();
+        head.append(
+            a,
+            &[
+                (0, 1.0),
+                (60_000, 2.0),
+                (120_000, f64::from_bits(STALE_NAN_BITS)),
+            ],
+            &mut acc,
+        )
+        .unwrap();
         let (b, _) = head.get_or_create(&l("b"));
         head.append(b, &[(30_000, 5.0)], &mut acc).unwrap();
         Querier::new(head, Vec::new())
@@ -391,15 +411,27 @@ mod tests {
         let q = querier();
         let o = EvalOptions::default();
         let e = parse("up").unwrap();
-        assert_eq!(vector(eval_instant(&q, &e, 90_000, &o).unwrap()), vec![("a".into(), 2.0), ("b".into(), 5.0)]);
+        assert_eq!(
+            vector(eval_instant(&q, &e, 90_000, &o).unwrap()),
+            vec![("a".into(), 2.0), ("b".into(), 5.0)]
+        );
         // At 120 s series a is stale.
-        assert_eq!(vector(eval_instant(&q, &e, 120_000, &o).unwrap()), vec![("b".into(), 5.0)]);
+        assert_eq!(
+            vector(eval_instant(&q, &e, 120_000, &o).unwrap()),
+            vec![("b".into(), 5.0)]
+        );
         // Left-open lookback: the sample at 30 s is out of (330 s - 300 s, 330 s].
         assert!(vector(eval_instant(&q, &e, 330_000, &o).unwrap()).is_empty());
         let e = parse("up offset 1m").unwrap();
-        assert_eq!(vector(eval_instant(&q, &e, 90_000, &o).unwrap()), vec![("a".into(), 1.0), ("b".into(), 5.0)]);
+        assert_eq!(
+            vector(eval_instant(&q, &e, 90_000, &o).unwrap()),
+            vec![("a".into(), 1.0), ("b".into(), 5.0)]
+        );
         let e = parse(r#"up{job=~"b"} @ 100"#).unwrap();
-        assert_eq!(vector(eval_instant(&q, &e, 999_000, &o).unwrap()), vec![("b".into(), 5.0)]);
+        assert_eq!(
+            vector(eval_instant(&q, &e, 999_000, &o).unwrap()),
+            vec![("b".into(), 5.0)]
+        );
     }
 
     #[test]
@@ -409,7 +441,11 @@ mod tests {
         match eval_instant(&q, &parse("up[1m]").unwrap(), 60_000, &o).unwrap() {
             Value::Matrix(m) => {
                 assert_eq!(m.len(), 2);
-                assert_eq!(m[0].points, vec![(60_000, 2.0)], "left-open window excludes t=0");
+                assert_eq!(
+                    m[0].points,
+                    vec![(60_000, 2.0)],
+                    "left-open window excludes t=0"
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -430,7 +466,10 @@ mod tests {
     fn literals_and_unsupported() {
         let q = querier();
         let o = EvalOptions::default();
-        assert_eq!(eval_instant(&q, &parse("(42)").unwrap(), 5, &o).unwrap(), Value::Scalar(5, 42.0));
+        assert_eq!(
+            eval_instant(&q, &parse("(42)").unwrap(), 5, &o).unwrap(),
+            Value::Scalar(5, 42.0)
+        );
         let err = eval_instant(&q, &parse("sum(up)").unwrap(), 5, &o).unwrap_err();
         assert!(err.to_string().contains("aggregations"), "{err}");
         assert!(matches!(parse("up{"), Err(QueryError::Parse(_))));

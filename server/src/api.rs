@@ -136,7 +136,10 @@ impl IntoResponse for ApiError {
         let json = serde_json::to_vec(&body).unwrap_or_default();
         (
             self.status(),
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             json,
         )
             .into_response()
@@ -158,7 +161,10 @@ pub fn success<T: Serialize>(data: T, warnings: &[String]) -> Response {
         warnings,
     }) {
         Ok(json) => (
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             json,
         )
             .into_response(),
@@ -178,7 +184,10 @@ impl Params {
 
     /// The value of `key` (the first one given), if any.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Every value of a repeated key, such as `match[]`.
@@ -248,7 +257,11 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
             None
         }
     };
-    if b.len() < 20 || *b.get(4)? != b'-' || *b.get(7)? != b'-' || !matches!(*b.get(10)?, b'T' | b't' | b' ') {
+    if b.len() < 20
+        || *b.get(4)? != b'-'
+        || *b.get(7)? != b'-'
+        || !matches!(*b.get(10)?, b'T' | b't' | b' ')
+    {
         return None;
     }
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
@@ -327,7 +340,9 @@ pub const MAX_TIME_MS: i64 = 253_402_300_799_000;
 pub fn time_param(p: &Params, key: &str, default: i64) -> Result<i64, ApiError> {
     match p.get(key) {
         None | Some("") => Ok(default),
-        Some(v) => parse_time(v).map_err(|e| ApiError::bad_data(format!("invalid parameter {key:?}: {e}"))),
+        Some(v) => {
+            parse_time(v).map_err(|e| ApiError::bad_data(format!("invalid parameter {key:?}: {e}")))
+        }
     }
 }
 
@@ -344,7 +359,8 @@ pub fn tenant(headers: &HeaderMap) -> Result<String, ApiError> {
                 && s.len() <= 150
                 && s != "."
                 && s != ".."
-                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
             if ok {
                 Ok(s.to_string())
             } else {
@@ -380,10 +396,20 @@ mod tests {
     fn times_parse_like_prometheus() {
         assert_eq!(parse_time("1435781451.781"), Ok(1_435_781_451_781));
         assert_eq!(parse_time("1435781451"), Ok(1_435_781_451_000));
-        assert_eq!(parse_time("2015-07-01T20:10:51.781Z"), Ok(1_435_781_451_781));
-        assert_eq!(parse_time("2015-07-01T22:10:51.781+02:00"), Ok(1_435_781_451_781));
+        assert_eq!(
+            parse_time("2015-07-01T20:10:51.781Z"),
+            Ok(1_435_781_451_781)
+        );
+        assert_eq!(
+            parse_time("2015-07-01T22:10:51.781+02:00"),
+            Ok(1_435_781_451_781)
+        );
         assert_eq!(parse_time("1970-01-01T00:00:00Z"), Ok(0));
-        assert!(parse_time("yesterday").unwrap_err().contains("cannot parse"));
+        assert!(
+            parse_time("yesterday")
+                .unwrap_err()
+                .contains("cannot parse")
+        );
         assert!(parse_time("NaN").is_err());
         assert_eq!(rfc3339(1_435_781_451_781), "2015-07-01T20:10:51.781Z");
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");

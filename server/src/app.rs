@@ -123,7 +123,11 @@ async fn ready(State(state): State<AppState>) -> Response {
     if state.ready.load(Ordering::Acquire) {
         (StatusCode::OK, "Strata is Ready.\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable: replaying the WAL\n").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable: replaying the WAL\n",
+        )
+            .into_response()
     }
 }
 
@@ -228,7 +232,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
     gauges.sort_by(|a, b| a.name.cmp(b.name));
     let text = state.metrics.render(&gauges);
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
         text,
     )
         .into_response()

@@ -159,7 +159,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             return Err(format!("{s:?}: expected a number before {rest:?}"));
         }
         let (num, tail) = rest.split_at(digits);
-        let n: u128 = num.parse().map_err(|_| format!("{s:?}: number too large"))?;
+        let n: u128 = num
+            .parse()
+            .map_err(|_| format!("{s:?}: number too large"))?;
         let unit_len = tail.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
         let (unit, tail) = tail.split_at(unit_len);
         let mult: u128 = match unit {
@@ -186,7 +188,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();
     let (num, unit) = s.split_at(digits);
-    let n: u64 = num.parse().map_err(|_| format!("{s:?}: expected a number"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number"))?;
     let mult: u64 = match unit.trim() {
         "" | "B" => 1,
         "KiB" => 1 << 10,
@@ -195,9 +199,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "KB" => 1000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
-        u => return Err(format!("{s:?}: unknown unit {u:?} (B, KiB, MiB, GiB, KB, MB, GB)")),
+        u => {
+            return Err(format!(
+                "{s:?}: unknown unit {u:?} (B, KiB, MiB, GiB, KB, MB, GB)"
+            ));
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("{s:?}: too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?}: too large"))
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
@@ -232,10 +241,7 @@ impl Config {
             .map_err(|m| invalid("storage.block_range", m))?
             .as_millis();
         if !(60_000..=31 * 86_400_000).contains(&block_range) {
-            return Err(invalid(
-                "storage.block_range",
-                "must be between 1m and 31d",
-            ));
+            return Err(invalid("storage.block_range", "must be between 1m and 31d"));
         }
         let ooo = parse_duration(&s.out_of_order_window)
             .map_err(|m| invalid("storage.out_of_order_window", m))?
@@ -287,14 +293,20 @@ impl Config {
     }
 
     /// Validates the `[server]` section into HTTP options.
-    pub fn server_options(&self, data_dir: &Path) -> Result<crate::app::ServerOptions, ConfigError> {
+    pub fn server_options(
+        &self,
+        data_dir: &Path,
+    ) -> Result<crate::app::ServerOptions, ConfigError> {
         let s = &self.server;
-        let body = parse_size(&s.max_request_body).map_err(|m| invalid("server.max_request_body", m))?;
-        let decoded = parse_size(&s.max_decoded_body).map_err(|m| invalid("server.max_decoded_body", m))?;
+        let body =
+            parse_size(&s.max_request_body).map_err(|m| invalid("server.max_request_body", m))?;
+        let decoded =
+            parse_size(&s.max_decoded_body).map_err(|m| invalid("server.max_decoded_body", m))?;
         if body == 0 || decoded == 0 {
             return Err(invalid("server.max_request_body", "must be positive"));
         }
-        let lookback = parse_duration(&s.lookback_delta).map_err(|m| invalid("server.lookback_delta", m))?;
+        let lookback =
+            parse_duration(&s.lookback_delta).map_err(|m| invalid("server.lookback_delta", m))?;
         if lookback.is_zero() {
             return Err(invalid("server.lookback_delta", "must be positive"));
         }
@@ -312,7 +324,10 @@ impl Config {
         let d = parse_duration(&self.storage.maintenance_interval)
             .map_err(|m| invalid("storage.maintenance_interval", m))?;
         if d < Duration::from_secs(1) {
-            return Err(invalid("storage.maintenance_interval", "must be at least 1s"));
+            return Err(invalid(
+                "storage.maintenance_interval",
+                "must be at least 1s",
+            ));
         }
         Ok(d)
     }

@@ -65,7 +65,9 @@ pub struct LimitsConfig {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SeriesLimitError {
     /// Too many labels.
-    #[error("series has {got} labels, more than the per-tenant limit max_label_names_per_series={limit}")]
+    #[error(
+        "series has {got} labels, more than the per-tenant limit max_label_names_per_series={limit}"
+    )]
     TooManyLabels {
         /// Labels in the series.
         got: usize,
@@ -73,7 +75,9 @@ pub enum SeriesLimitError {
         limit: usize,
     },
     /// A label name is too long.
-    #[error("label name of {got} bytes is longer than the per-tenant limit max_label_name_length={limit}")]
+    #[error(
+        "label name of {got} bytes is longer than the per-tenant limit max_label_name_length={limit}"
+    )]
     NameTooLong {
         /// Bytes.
         got: usize,
@@ -81,7 +85,9 @@ pub enum SeriesLimitError {
         limit: usize,
     },
     /// A label value is too long.
-    #[error("value of label {name:?} has {got} bytes, more than the per-tenant limit max_label_value_length={limit}")]
+    #[error(
+        "value of label {name:?} has {got} bytes, more than the per-tenant limit max_label_value_length={limit}"
+    )]
     ValueTooLong {
         /// The label.
         name: String,
@@ -157,7 +163,10 @@ impl Limits {
 
     /// The limits of a tenant.
     pub fn for_tenant(&self, tenant: &str) -> &TenantLimits {
-        self.config.tenants.get(tenant).unwrap_or(&self.config.defaults)
+        self.config
+            .tenants
+            .get(tenant)
+            .unwrap_or(&self.config.defaults)
     }
 
     /// Takes `n` samples from the tenant's rate budget. `Err(rate)` if they do not fit.
@@ -208,7 +217,10 @@ mod tests {
         let l = Limits::new(cfg);
         assert!(l.take("small", 1500).is_ok());
         assert_eq!(l.take("small", 1000), Err(1000.0));
-        assert!(l.take("other", 1_000_000_000).is_ok(), "default is unlimited");
+        assert!(
+            l.take("other", 1_000_000_000).is_ok(),
+            "default is unlimited"
+        );
     }
 
     #[test]
@@ -221,7 +233,10 @@ mod tests {
         let e = l
             .check_labels([("a", "1"), ("b", "2"), ("c", "3")].into_iter())
             .unwrap_err();
-        assert!(e.to_string().contains("max_label_names_per_series=2"), "{e}");
+        assert!(
+            e.to_string().contains("max_label_names_per_series=2"),
+            "{e}"
+        );
         let e = l.check_labels([("a", "long")].into_iter()).unwrap_err();
         assert!(e.to_string().contains("max_label_value_length=3"), "{e}");
         assert_eq!(e.limit_name(), "max_label_value_length");
@@ -230,10 +245,8 @@ mod tests {
 
     #[test]
     fn config_parses_overrides() {
-        let cfg: LimitsConfig = toml::from_str(
-            "max_series = 5\n[tenants.team-a]\ningestion_rate = 100.0\n",
-        )
-        .unwrap();
+        let cfg: LimitsConfig =
+            toml::from_str("max_series = 5\n[tenants.team-a]\ningestion_rate = 100.0\n").unwrap();
         assert_eq!(cfg.defaults.max_series, 5);
         assert_eq!(cfg.tenants["team-a"].ingestion_rate, 100.0);
         assert_eq!(cfg.tenants["team-a"].max_series, 10_000_000);

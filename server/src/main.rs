@@ -106,9 +106,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let opts = cfg.engine_options(data_dir.clone())?;
     let interval = cfg.maintenance_interval()?;
     let server_opts = cfg.server_options(&data_dir)?;
-    let http_addr: std::net::SocketAddr = cfg.server.http_addr.parse().map_err(|e| {
-        anyhow::anyhow!("invalid HTTP address {:?}: {e}", cfg.server.http_addr)
-    })?;
+    let http_addr: std::net::SocketAddr = cfg
+        .server
+        .http_addr
+        .parse()
+        .map_err(|e| anyhow::anyhow!("invalid HTTP address {:?}: {e}", cfg.server.http_addr))?;
 
     tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %data_dir.display(), "starting strata");
     let started = std::time::Instant::now();
@@ -151,7 +153,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(http_addr)
             .await
             .map_err(|e| anyhow::anyhow!("binding HTTP address {http_addr}: {e}"))?;
-        state.ready.store(true, std::sync::atomic::Ordering::Release);
+        state
+            .ready
+            .store(true, std::sync::atomic::Ordering::Release);
         tracing::info!(
             tenants,
             http_addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -195,7 +199,9 @@ async fn run(
             tracing::info!("shutdown signal received; finishing in-flight requests");
         })
         .await?;
-    state.ready.store(false, std::sync::atomic::Ordering::Release);
+    state
+        .ready
+        .store(false, std::sync::atomic::Ordering::Release);
     maintenance.abort();
     let _ = maintenance.await;
     tracing::info!("HTTP server stopped; syncing");

@@ -36,7 +36,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
         .route("/api/v1/metadata", get(metadata))
-        .route("/api/v1/query_exemplars", get(query_exemplars).post(query_exemplars))
+        .route(
+            "/api/v1/query_exemplars",
+            get(query_exemplars).post(query_exemplars),
+        )
         .route("/api/v1/status/tsdb", get(tsdb_status))
         .route("/api/v1/format_query", get(format_query).post(format_query))
 }
@@ -96,8 +99,9 @@ fn query_error(e: QueryError) -> ApiError {
 
 fn eval_options(state: &AppState, p: &Params) -> Result<EvalOptions, ApiError> {
     let lookback_ms = match p.get("lookback_delta") {
-        Some(v) if !v.is_empty() => parse_duration_ms(v)
-            .map_err(|e| ApiError::bad_data(format!("invalid parameter \"lookback_delta\": {e}")))?,
+        Some(v) if !v.is_empty() => parse_duration_ms(v).map_err(|e| {
+            ApiError::bad_data(format!("invalid parameter \"lookback_delta\": {e}"))
+        })?,
         _ => state.options.lookback_ms,
     };
     Ok(EvalOptions {
@@ -130,7 +134,11 @@ async fn run_blocking<T: Send + 'static>(
     }
 }
 
-async fn query(State(state): State<AppState>, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
+async fn query(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    p: Params,
+) -> Result<Response, ApiError> {
     let tenant = tenant(&headers)?;
     let q = p
         .get("query")
@@ -167,7 +175,9 @@ async fn query_range(
     let need = |k: &str| -> Result<i64, ApiError> {
         match p.get(k) {
             Some(v) if !v.is_empty() => time_param(&p, k, 0),
-            _ => Err(ApiError::bad_data(format!("invalid parameter {k:?}: missing"))),
+            _ => Err(ApiError::bad_data(format!(
+                "invalid parameter {k:?}: missing"
+            ))),
         }
     };
     let start = need("start")?;
@@ -203,7 +213,9 @@ fn match_params(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
         match expr {
             promql_parser::parser::Expr::VectorSelector(vs) => {
                 let ms = strata_query::to_engine_matchers(&vs.matchers, vs.name.as_deref())
-                    .map_err(|e| ApiError::bad_data(format!("invalid parameter \"match[]\": {e}")))?;
+                    .map_err(|e| {
+                        ApiError::bad_data(format!("invalid parameter \"match[]\": {e}"))
+                    })?;
                 if ms.iter().all(|m| m.matches_empty()) {
                     return Err(ApiError::bad_data(format!(
                         "invalid parameter \"match[]\": {m}: match[] must contain at least one non-empty matcher"
@@ -224,9 +236,11 @@ fn match_params(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
 fn limit_param(p: &Params) -> Result<usize, ApiError> {
     match p.get("limit") {
         None | Some("") | Some("0") => Ok(usize::MAX),
-        Some(v) => v
-            .parse::<usize>()
-            .map_err(|_| ApiError::bad_data(format!("invalid parameter \"limit\": {v:?} is not a non-negative integer"))),
+        Some(v) => v.parse::<usize>().map_err(|_| {
+            ApiError::bad_data(format!(
+                "invalid parameter \"limit\": {v:?} is not a non-negative integer"
+            ))
+        }),
     }
 }
 
@@ -239,7 +253,11 @@ fn truncate_warn<T>(v: &mut Vec<T>, limit: usize) -> Vec<String> {
     }
 }
 
-async fn series(State(state): State<AppState>, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
+async fn series(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    p: Params,
+) -> Result<Response, ApiError> {
     let tenant = tenant(&headers)?;
     let sets = match_params(&p)?;
     if sets.is_empty() {
@@ -265,7 +283,11 @@ async fn series(State(state): State<AppState>, headers: HeaderMap, p: Params) ->
     Ok(success(data, &warnings))
 }
 
-async fn labels(State(state): State<AppState>, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
+async fn labels(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    p: Params,
+) -> Result<Response, ApiError> {
     let tenant = tenant(&headers)?;
     let sets = match_params(&p)?;
     let start = time_param(&p, "start", MIN_TIME_MS)?;
@@ -344,7 +366,11 @@ fn unescape_label_name(name: &str) -> Result<String, ApiError> {
     Ok(out)
 }
 
-async fn metadata(State(state): State<AppState>, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
+async fn metadata(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    p: Params,
+) -> Result<Response, ApiError> {
     let tenant = tenant(&headers)?;
     let limit = limit_param(&p)?;
     let per_metric = match p.get("limit_per_metric") {
@@ -375,7 +401,10 @@ async fn metadata(State(state): State<AppState>, headers: HeaderMap, p: Params) 
 }
 
 /// Collects the vector selectors of an expression.
-fn selectors(expr: &promql_parser::parser::Expr, out: &mut Vec<promql_parser::parser::VectorSelector>) {
+fn selectors(
+    expr: &promql_parser::parser::Expr,
+    out: &mut Vec<promql_parser::parser::VectorSelector>,
+) {
     use promql_parser::parser::Expr;
     match expr {
         Expr::VectorSelector(vs) => out.push(vs.clone()),
@@ -415,7 +444,9 @@ async fn query_exemplars(
     let start = time_param(&p, "start", MIN_TIME_MS)?;
     let end = time_param(&p, "end", MAX_TIME_MS)?;
     if end < start {
-        return Err(ApiError::bad_data("end timestamp must not be before start timestamp"));
+        return Err(ApiError::bad_data(
+            "end timestamp must not be before start timestamp",
+        ));
     }
     let mut vss = Vec::new();
     selectors(&expr, &mut vss);
@@ -444,18 +475,24 @@ async fn query_exemplars(
     Ok(success(result, &[]))
 }
 
-async fn tsdb_status(State(state): State<AppState>, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
+async fn tsdb_status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    p: Params,
+) -> Result<Response, ApiError> {
     let tenant = tenant(&headers)?;
     let limit = match p.get("limit") {
         None | Some("") => 10,
-        Some(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| ApiError::bad_data(format!("invalid parameter \"limit\": {v:?} must be a positive number")))?,
+        Some(v) => v.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| {
+            ApiError::bad_data(format!(
+                "invalid parameter \"limit\": {v:?} must be a positive number"
+            ))
+        })?,
     };
     let list = |v: &[(String, u64)]| -> Vec<Json> {
-        v.iter().map(|(n, c)| json!({"name": n, "value": c})).collect()
+        v.iter()
+            .map(|(n, c)| json!({"name": n, "value": c}))
+            .collect()
     };
     let data = match state.engine.existing_tenant(&tenant) {
         Some(t) => {
@@ -511,7 +548,11 @@ mod tests {
     #[test]
     fn values_render_like_prometheus() {
         let l = Labels::from_pairs(&[("__name__", "up")]).unwrap();
-        let v = Value::Vector(vec![strata_query::Sample { labels: l, t: 1_500, v: f64::NAN }]);
+        let v = Value::Vector(vec![strata_query::Sample {
+            labels: l,
+            t: 1_500,
+            v: f64::NAN,
+        }]);
         assert_eq!(
             value_json(&v).to_string(),
             r#"{"result":[{"metric":{"__name__":"up"},"value":[1.5,"NaN"]}],"resultType":"vector"}"#

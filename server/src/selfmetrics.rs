@@ -38,7 +38,11 @@ pub struct CounterVec {
 
 impl CounterVec {
     /// A new family.
-    pub const fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
+    pub const fn new(
+        name: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+    ) -> Self {
         CounterVec {
             name,
             help,
@@ -50,7 +54,14 @@ impl CounterVec {
     /// Adds `v` to the child with these label values.
     pub fn add(&self, values: &[&str], v: f64) {
         let mut c = self.children.lock();
-        if let Some(x) = c.get_mut(values.iter().copied().map(str::to_owned).collect::<Vec<_>>().as_slice()) {
+        if let Some(x) = c.get_mut(
+            values
+                .iter()
+                .copied()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+                .as_slice(),
+        ) {
             *x += v;
         } else {
             c.insert(values.iter().map(|s| s.to_string()).collect(), v);
@@ -72,7 +83,13 @@ impl CounterVec {
         let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
         let _ = writeln!(out, "# TYPE {} counter", self.name);
         for (values, v) in self.children.lock().iter() {
-            let _ = writeln!(out, "{}{} {}", self.name, label_str(self.labels, values, None), fmt_f64(*v));
+            let _ = writeln!(
+                out,
+                "{}{} {}",
+                self.name,
+                label_str(self.labels, values, None),
+                fmt_f64(*v)
+            );
         }
     }
 }
@@ -135,11 +152,35 @@ impl HistogramVec {
         for (values, h) in self.children.lock().iter() {
             for (b, c) in self.buckets.iter().zip(&h.counts) {
                 let le = fmt_f64(*b);
-                let _ = writeln!(out, "{}_bucket{} {}", self.name, label_str(self.labels, values, Some(&le)), c);
+                let _ = writeln!(
+                    out,
+                    "{}_bucket{} {}",
+                    self.name,
+                    label_str(self.labels, values, Some(&le)),
+                    c
+                );
             }
-            let _ = writeln!(out, "{}_bucket{} {}", self.name, label_str(self.labels, values, Some("+Inf")), h.count);
-            let _ = writeln!(out, "{}_sum{} {}", self.name, label_str(self.labels, values, None), fmt_f64(h.sum));
-            let _ = writeln!(out, "{}_count{} {}", self.name, label_str(self.labels, values, None), h.count);
+            let _ = writeln!(
+                out,
+                "{}_bucket{} {}",
+                self.name,
+                label_str(self.labels, values, Some("+Inf")),
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "{}_sum{} {}",
+                self.name,
+                label_str(self.labels, values, None),
+                fmt_f64(h.sum)
+            );
+            let _ = writeln!(
+                out,
+                "{}_count{} {}",
+                self.name,
+                label_str(self.labels, values, None),
+                h.count
+            );
         }
     }
 }
@@ -158,7 +199,9 @@ pub fn fmt_f64(v: f64) -> String {
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn label_str(names: &[&str], values: &[String], le: Option<&str>) -> String {
@@ -278,7 +321,13 @@ impl SelfMetrics {
             }
             let names: Vec<&str> = g.labels.iter().map(|(n, _)| *n).collect();
             let values: Vec<String> = g.labels.iter().map(|(_, v)| v.clone()).collect();
-            let _ = writeln!(out, "{}{} {}", g.name, label_str(&names, &values, None), fmt_f64(g.value));
+            let _ = writeln!(
+                out,
+                "{}{} {}",
+                g.name,
+                label_str(&names, &values, None),
+                fmt_f64(g.value)
+            );
         }
         out
     }
@@ -300,10 +349,16 @@ mod tests {
             labels: vec![("tenant", "a\"b".into())],
             value: 5.0,
         }]);
-        assert!(text.contains("strata_http_requests_total{route=\"/api/v1/write\",code=\"204\"} 3\n"), "{text}");
+        assert!(
+            text.contains("strata_http_requests_total{route=\"/api/v1/write\",code=\"204\"} 3\n"),
+            "{text}"
+        );
         assert!(text.contains("strata_http_request_duration_seconds_bucket{route=\"/api/v1/write\",le=\"0.005\"} 1\n"), "{text}");
         assert!(text.contains("strata_http_request_duration_seconds_bucket{route=\"/api/v1/write\",le=\"0.001\"} 0\n"), "{text}");
-        assert!(text.contains("strata_head_series{tenant=\"a\\\"b\"} 5\n"), "{text}");
+        assert!(
+            text.contains("strata_head_series{tenant=\"a\\\"b\"} 5\n"),
+            "{text}"
+        );
         assert_eq!(m.http_requests.get(&["/api/v1/write", "204"]), 3.0);
     }
 }

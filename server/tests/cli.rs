@@ -13,7 +13,15 @@ fn help_documents_every_option_with_defaults() {
     let out = strata().arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
-    for needle in ["--config", "--data-dir", "./data", "--wal-sync", "batch", "--repair-wal", "serve"] {
+    for needle in [
+        "--config",
+        "--data-dir",
+        "./data",
+        "--wal-sync",
+        "batch",
+        "--repair-wal",
+        "serve",
+    ] {
         assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
     }
 }

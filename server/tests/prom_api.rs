@@ -43,14 +43,28 @@ fn fixture() -> Fixture {
             .unwrap(),
         );
     }
-    series.push(Labels::from_pairs(&[("__name__", "up"), ("job", "node"), ("instance", "host-1:9100")]).unwrap());
+    series.push(
+        Labels::from_pairs(&[
+            ("__name__", "up"),
+            ("job", "node"),
+            ("instance", "host-1:9100"),
+        ])
+        .unwrap(),
+    );
     let samples: Vec<Vec<(i64, f64)>> = (0..series.len())
-        .map(|i| (0..10).map(|k| (1_000_000 + k * 60_000, (i * 100 + k as usize) as f64 + 0.5)).collect())
+        .map(|i| {
+            (0..10)
+                .map(|k| (1_000_000 + k * 60_000, (i * 100 + k as usize) as f64 + 0.5))
+                .collect()
+        })
         .collect();
     let batch: Vec<AppendSeries> = series
         .iter()
         .zip(&samples)
-        .map(|(l, s)| AppendSeries { labels: l, samples: s })
+        .map(|(l, s)| AppendSeries {
+            labels: l,
+            samples: s,
+        })
         .collect();
     engine.append("anonymous", &batch).unwrap();
     let t = engine.tenant("anonymous").unwrap();
@@ -68,9 +82,19 @@ fn fixture() -> Fixture {
     .unwrap();
     let other = Labels::from_pairs(&[("__name__", "secret_metric"), ("job", "x")]).unwrap();
     engine
-        .append("other", &[AppendSeries { labels: &other, samples: &[(1_000_000, 1.0)] }])
+        .append(
+            "other",
+            &[AppendSeries {
+                labels: &other,
+                samples: &[(1_000_000, 1.0)],
+            }],
+        )
         .unwrap();
-    let state = AppState::new(Arc::new(engine), Limits::new(LimitsConfig::default()), ServerOptions::default());
+    let state = AppState::new(
+        Arc::new(engine),
+        Limits::new(LimitsConfig::default()),
+        ServerOptions::default(),
+    );
     Fixture {
         _dir: dir,
         app: router(state),
@@ -86,7 +110,10 @@ async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, Value) {
         .map(|v| v.to_str().unwrap().to_string())
         .unwrap_or_default();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
-    assert!(ct.starts_with("application/json"), "content-type {ct:?}, body {body:?}");
+    assert!(
+        ct.starts_with("application/json"),
+        "content-type {ct:?}, body {body:?}"
+    );
     (status, serde_json::from_slice(&body).unwrap())
 }
 
@@ -115,9 +142,20 @@ async fn labels_with_and_without_match() {
     let (st, v) = get(&f.app, "/api/v1/labels?start=900&end=2000").await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(v["status"], "success");
-    assert_eq!(v["data"], serde_json::json!(["__name__", "cpu", "instance", "job", "mode"]));
-    let (_, v) = post_form(&f.app, "/api/v1/labels", &format!("match[]={}&start=900&end=2000", enc("up"))).await;
-    assert_eq!(v["data"], serde_json::json!(["__name__", "instance", "job"]));
+    assert_eq!(
+        v["data"],
+        serde_json::json!(["__name__", "cpu", "instance", "job", "mode"])
+    );
+    let (_, v) = post_form(
+        &f.app,
+        "/api/v1/labels",
+        &format!("match[]={}&start=900&end=2000", enc("up")),
+    )
+    .await;
+    assert_eq!(
+        v["data"],
+        serde_json::json!(["__name__", "instance", "job"])
+    );
     // Outside the data's time range nothing is returned.
     let (_, v) = get(&f.app, "/api/v1/labels?start=5000&end=6000").await;
     assert_eq!(v["data"], serde_json::json!([]));
@@ -128,7 +166,10 @@ async fn label_values_for_metric_list_and_with_match() {
     let f = fixture();
     let (st, v) = get(&f.app, "/api/v1/label/__name__/values?start=900&end=2000").await;
     assert_eq!(st, StatusCode::OK);
-    assert_eq!(v["data"], serde_json::json!(["node_cpu_seconds_total", "up"]));
+    assert_eq!(
+        v["data"],
+        serde_json::json!(["node_cpu_seconds_total", "up"])
+    );
     let uri = format!(
         "/api/v1/label/mode/values?match[]={}&start=900&end=2000",
         enc(r#"node_cpu_seconds_total{cpu="0"}"#)
@@ -146,7 +187,11 @@ async fn series_returns_label_sets() {
     let (st, v) = post_form(
         &f.app,
         "/api/v1/series",
-        &format!("match[]={}&match[]={}&start=900&end=2000", enc(r#"{mode="idle"}"#), enc("up")),
+        &format!(
+            "match[]={}&match[]={}&start=900&end=2000",
+            enc(r#"{mode="idle"}"#),
+            enc("up")
+        ),
     )
     .await;
     assert_eq!(st, StatusCode::OK);
@@ -159,15 +204,25 @@ async fn series_returns_label_sets() {
     let (st, v) = get(&f.app, "/api/v1/series").await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert_eq!(v["errorType"], "bad_data");
-    let (st, v) = get(&f.app, &format!("/api/v1/series?match[]={}", enc(r#"{job=~".*"}"#))).await;
+    let (st, v) = get(
+        &f.app,
+        &format!("/api/v1/series?match[]={}", enc(r#"{job=~".*"}"#)),
+    )
+    .await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
-    assert!(v["error"].as_str().unwrap().contains("non-empty matcher"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("non-empty matcher"),
+        "{v}"
+    );
 }
 
 #[tokio::test]
 async fn query_range_post_form_with_float_seconds() {
     let f = fixture();
-    let form = format!("query={}&start=1000.000&end=1240.5&step=60", enc(r#"node_cpu_seconds_total{mode="idle"}"#));
+    let form = format!(
+        "query={}&start=1000.000&end=1240.5&step=60",
+        enc(r#"node_cpu_seconds_total{mode="idle"}"#)
+    );
     let (st, v) = post_form(&f.app, "/api/v1/query_range", &form).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["data"]["resultType"], "matrix");
@@ -179,26 +234,59 @@ async fn query_range_post_form_with_float_seconds() {
     assert_eq!(values[0], serde_json::json!([1000, "0.5"]));
     assert_eq!(values[4], serde_json::json!([1240, "4.5"]));
     // Errors Grafana shows to the user.
-    let (st, v) = post_form(&f.app, "/api/v1/query_range", "query=up&start=10&end=5&step=1").await;
+    let (st, v) = post_form(
+        &f.app,
+        "/api/v1/query_range",
+        "query=up&start=10&end=5&step=1",
+    )
+    .await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert_eq!(v["errorType"], "bad_data");
-    let (st, v) = post_form(&f.app, "/api/v1/query_range", "query=up{&start=1&end=5&step=1").await;
+    let (st, v) = post_form(
+        &f.app,
+        "/api/v1/query_range",
+        "query=up{&start=1&end=5&step=1",
+    )
+    .await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
-    assert!(v["error"].as_str().unwrap().starts_with("invalid parameter \"query\""), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid parameter \"query\""),
+        "{v}"
+    );
 }
 
 #[tokio::test]
 async fn instant_queries_and_health_check() {
     let f = fixture();
-    let (st, v) = get(&f.app, &format!("/api/v1/query?query={}&time=1100", enc("up"))).await;
+    let (st, v) = get(
+        &f.app,
+        &format!("/api/v1/query?query={}&time=1100", enc("up")),
+    )
+    .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(v["data"]["resultType"], "vector");
-    assert_eq!(v["data"]["result"][0]["value"], serde_json::json!([1100, "301.5"]));
+    assert_eq!(
+        v["data"]["result"][0]["value"],
+        serde_json::json!([1100, "301.5"])
+    );
     assert_eq!(v["data"]["result"][0]["metric"]["__name__"], "up");
     let (st, v) = get(&f.app, "/api/v1/query?query=42&time=1100").await;
     assert_eq!(st, StatusCode::OK);
-    assert_eq!(v["data"], serde_json::json!({"resultType": "scalar", "result": [1100, "42"]}));
-    let (st, v) = get(&f.app, &format!("/api/v1/query?query={}&time=2015-07-01T20:10:51Z", enc("up"))).await;
+    assert_eq!(
+        v["data"],
+        serde_json::json!({"resultType": "scalar", "result": [1100, "42"]})
+    );
+    let (st, v) = get(
+        &f.app,
+        &format!(
+            "/api/v1/query?query={}&time=2015-07-01T20:10:51Z",
+            enc("up")
+        ),
+    )
+    .await;
     assert_eq!(st, StatusCode::OK, "RFC 3339 time accepted: {v}");
 }
 
@@ -233,7 +321,13 @@ async fn metadata_and_tsdb_status() {
 async fn tenants_do_not_see_each_other() {
     let f = fixture();
     let (_, v) = get(&f.app, "/api/v1/label/__name__/values").await;
-    assert!(!v["data"].as_array().unwrap().iter().any(|x| x == "secret_metric"));
+    assert!(
+        !v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x == "secret_metric")
+    );
     let req = Request::get("/api/v1/label/__name__/values")
         .header("X-Scope-OrgID", "other")
         .body(Body::empty())
@@ -252,8 +346,15 @@ async fn tenants_do_not_see_each_other() {
 #[tokio::test]
 async fn unsupported_expressions_say_so() {
     let f = fixture();
-    let (st, v) = get(&f.app, &format!("/api/v1/query?query={}&time=1100", enc("sum(up)"))).await;
+    let (st, v) = get(
+        &f.app,
+        &format!("/api/v1/query?query={}&time=1100", enc("sum(up)")),
+    )
+    .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(v["errorType"], "execution");
-    assert!(v["error"].as_str().unwrap().contains("not supported yet"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("not supported yet"),
+        "{v}"
+    );
 }

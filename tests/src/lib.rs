@@ -16,8 +16,12 @@ pub fn crash_series(i: usize) -> Labels {
     let name = format!("crash_metric_{}", i % 3);
     let id = i.to_string();
     // Cannot fail: names are distinct and non-empty.
-    Labels::from_pairs(&[("__name__", name.as_str()), ("job", "crash"), ("id", id.as_str())])
-        .unwrap_or_default()
+    Labels::from_pairs(&[
+        ("__name__", name.as_str()),
+        ("job", "crash"),
+        ("id", id.as_str()),
+    ])
+    .unwrap_or_default()
 }
 
 /// The sample of series `i` in batch `b`: every batch writes one sample per series.

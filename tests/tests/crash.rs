@@ -27,7 +27,13 @@ fn opts(dir: &Path, block_range: i64) -> EngineOptions {
 
 /// Runs the writer from batch `start` and kills it after `kill_after` acknowledgements or a
 /// deadline; returns the highest acknowledged batch seen.
-fn run_and_kill(dir: &Path, start: u64, block_range: i64, kill_after: u64, extra_delay_us: u64) -> Option<u64> {
+fn run_and_kill(
+    dir: &Path,
+    start: u64,
+    block_range: i64,
+    kill_after: u64,
+    extra_delay_us: u64,
+) -> Option<u64> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_strata-crash-writer"))
         .arg(dir)
         .arg(start.to_string())
@@ -64,7 +70,12 @@ fn verify(dir: &Path, block_range: i64, acked: Option<u64>) -> u64 {
     let (engine, _) = Engine::open(opts(dir, block_range)).unwrap();
     let q = engine.querier(DEFAULT_TENANT).unwrap();
     let series = q
-        .select(&[Matcher::equal("job", "crash")], i64::MIN, i64::MAX, &SelectHints::default())
+        .select(
+            &[Matcher::equal("job", "crash")],
+            i64::MIN,
+            i64::MAX,
+            &SelectHints::default(),
+        )
         .unwrap();
     let mut per_series = vec![Vec::new(); CRASH_SERIES];
     for s in &series {
@@ -75,7 +86,10 @@ fn verify(dir: &Path, block_range: i64, acked: Option<u64>) -> u64 {
     // Batches present for each series must be the prefix 0..k with exact values.
     let counts: Vec<usize> = per_series.iter().map(Vec::len).collect();
     let k = counts[0];
-    assert!(counts.iter().all(|&c| c == k), "a batch is present in part: per-series counts {counts:?}");
+    assert!(
+        counts.iter().all(|&c| c == k),
+        "a batch is present in part: per-series counts {counts:?}"
+    );
     for (i, samples) in per_series.iter().enumerate() {
         for (b, &(t, v)) in samples.iter().enumerate() {
             let (et, ev) = crash_sample(b as u64, i);
@@ -84,7 +98,10 @@ fn verify(dir: &Path, block_range: i64, acked: Option<u64>) -> u64 {
         }
     }
     if let Some(a) = acked {
-        assert!(k as u64 > a, "acknowledged batch {a} missing: only {k} batches survived");
+        assert!(
+            k as u64 > a,
+            "acknowledged batch {a} missing: only {k} batches survived"
+        );
     }
     assert_eq!(samples_at(&per_series, k as i64 * CRASH_STEP_MS), 0);
     k as u64
@@ -109,7 +126,10 @@ fn sigkill_loses_nothing_acknowledged() {
         let kill_after = 20 + seed % 150;
         let delay = (seed >> 20) % 3000;
         let acked = run_and_kill(dir.path(), next, block_range, kill_after, delay);
-        assert!(acked.is_some(), "round {round}: writer acknowledged nothing");
+        assert!(
+            acked.is_some(),
+            "round {round}: writer acknowledged nothing"
+        );
         next = verify(dir.path(), block_range, acked);
         eprintln!("round {round}: killed after ack {acked:?} (+{delay}us), {next} batches durable");
     }
@@ -118,5 +138,8 @@ fn sigkill_loses_nothing_acknowledged() {
         .unwrap()
         .filter(|e| e.as_ref().unwrap().path().join("meta.json").exists())
         .count();
-    assert!(blocks > 0, "expected blocks to have been cut during the run");
+    assert!(
+        blocks > 0,
+        "expected blocks to have been cut during the run"
+    );
 }

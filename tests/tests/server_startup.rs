@@ -48,7 +48,10 @@ fn prepare(dir: &Path) -> (u64, u64) {
         let batch: Vec<AppendSeries> = labels
             .iter()
             .zip(&samples)
-            .map(|(l, s)| AppendSeries { labels: l, samples: s })
+            .map(|(l, s)| AppendSeries {
+                labels: l,
+                samples: s,
+            })
             .collect();
         engine.append(DEFAULT_TENANT, &batch).unwrap();
         t += 60_000;
@@ -62,7 +65,10 @@ fn prepare(dir: &Path) -> (u64, u64) {
         let batch: Vec<AppendSeries> = labels
             .iter()
             .zip(&samples)
-            .map(|(l, s)| AppendSeries { labels: l, samples: s })
+            .map(|(l, s)| AppendSeries {
+                labels: l,
+                samples: s,
+            })
             .collect();
         engine.append(DEFAULT_TENANT, &batch).unwrap();
         t += 60_000;
@@ -95,7 +101,10 @@ fn wait_for(child: &mut Child, needle: &str) -> String {
             match stderr.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    if tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).is_err() {
+                    if tx
+                        .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -150,7 +159,13 @@ fn corrupt_wal_refuses_to_start_unless_repaired() {
     let mut segs: Vec<PathBuf> = std::fs::read_dir(&wal)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().chars().all(|c| c.is_ascii_digit()))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        })
         .collect();
     segs.sort();
     let seg = segs.last().unwrap().clone();
@@ -164,7 +179,10 @@ fn corrupt_wal_refuses_to_start_unless_repaired() {
     let mut child = start(dir.path(), &[]);
     let log = wait_for(&mut child, "opening data directory");
     let status = child.wait().unwrap();
-    assert!(!status.success(), "strata started on a corrupt WAL; log: {log}");
+    assert!(
+        !status.success(),
+        "strata started on a corrupt WAL; log: {log}"
+    );
     assert!(log.contains("corrupt WAL segment"), "log: {log}");
     assert!(log.contains(&format!("segment {seg_no}")), "log: {log}");
     assert!(log.contains("offset"), "log: {log}");
@@ -189,12 +207,21 @@ fn truncated_block_index_refuses_to_start() {
         .unwrap();
     let index = block.join("index");
     let len = std::fs::metadata(&index).unwrap().len();
-    let f = std::fs::OpenOptions::new().write(true).open(&index).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&index)
+        .unwrap();
     f.set_len(len / 2).unwrap();
     drop(f);
     let mut child = start(dir.path(), &[]);
     let log = wait_for(&mut child, "opening data directory");
     let status = child.wait().unwrap();
-    assert!(!status.success(), "strata started with a truncated block; log: {log}");
-    assert!(log.contains("index"), "error must name the file; log: {log}");
+    assert!(
+        !status.success(),
+        "strata started with a truncated block; log: {log}"
+    );
+    assert!(
+        log.contains("index"),
+        "error must name the file; log: {log}"
+    );
 }

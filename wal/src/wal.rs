@@ -453,7 +453,8 @@ impl Shared {
         };
         let started = std::time::Instant::now();
         let result = file.sync_data();
-        self.fsyncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.fsyncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.fsync_nanos.fetch_add(
             u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
             std::sync::atomic::Ordering::Relaxed,

@@ -7,9 +7,13 @@
 //! into a fresh head.
 //!
 //! Usage: `cargo run --release -p strata-bench --bin replay -- [--series 100000] [--hours 2]
-//! [--seed 42]`
+//! [--seed 42] [--dir DIR]`
+//!
+//! With `--dir`, the data directory is kept: a first run writes it, later runs with the same
+//! `--dir` find the WAL there and only time the replay (for profiling start-up).
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -25,41 +29,55 @@ fn main() -> anyhow::Result<()> {
     let hours: f64 = flag(&args, "--hours", 2.0)?;
     let seed: u64 = flag(&args, "--seed", 42)?;
 
-    let dir = tempfile::tempdir()?;
-    let opts = engine_options(dir.path(), relaxed_sync());
-    let mut g = Generator::with_min_series(GenConfig::new(seed, 0), n);
-    let scrapes = (hours * 3_600_000.0 / g.config().interval_ms as f64).round() as usize;
-    let series = g.num_series();
+    let kept: Option<PathBuf> = match flag(&args, "--dir", String::new())? {
+        d if d.is_empty() => None,
+        d => Some(PathBuf::from(d)),
+    };
+    let temp = tempfile::tempdir()?;
+    let root = kept.clone().unwrap_or_else(|| temp.path().to_path_buf());
+    let opts = engine_options(&root, relaxed_sync());
+    let wal_dir = root.join("tenants/bench/metrics/wal");
+    let reuse = kept.is_some() && wal_dir.is_dir();
 
-    let t = Instant::now();
-    let written = {
+    let written = if reuse {
+        println!("reusing the WAL in {}", wal_dir.display());
+        None
+    } else {
+        let mut g = Generator::with_min_series(GenConfig::new(seed, 0), n);
+        let scrapes = (hours * 3_600_000.0 / g.config().interval_ms as f64).round() as usize;
+        let series = g.num_series();
+        let t = Instant::now();
         let (engine, _) = Engine::open(opts.clone())?;
         let db = engine.tenant("bench")?;
-        let n = write_generated(&db, &mut g, scrapes)?;
+        let written = write_generated(&db, &mut g, scrapes)?;
         engine.close()?;
-        n
+        drop(engine);
+        let write_s = t.elapsed().as_secs_f64();
+        println!(
+            "wrote {series} series × {scrapes} scrapes = {written} samples in {write_s:.1} s ({:.2} M samples/s incl. generation)",
+            written as f64 / write_s / 1e6,
+        );
+        Some(written)
     };
-    drop(g);
-    let write_s = t.elapsed().as_secs_f64();
-    let wal_dir = dir.path().join("tenants/bench/metrics/wal");
     let wal_bytes = dir_size(&wal_dir).context("measure WAL")?;
-    println!(
-        "wrote {series} series × {scrapes} scrapes = {written} samples in {write_s:.1} s ({:.2} M samples/s incl. generation); WAL {:.0} MiB = {:.1} B/sample",
-        written as f64 / write_s / 1e6,
-        wal_bytes as f64 / (1u64 << 20) as f64,
-        wal_bytes as f64 / written.max(1) as f64
-    );
 
     let t = Instant::now();
     let (engine, reports) = Engine::open(opts)?;
     let open_s = t.elapsed().as_secs_f64();
     let r = reports.first().context("no tenant replayed")?;
-    anyhow::ensure!(
-        r.samples == written,
-        "replayed {} of {written} samples",
-        r.samples
-    );
+    if let Some(written) = written {
+        anyhow::ensure!(
+            r.samples == written,
+            "replayed {} of {written} samples",
+            r.samples
+        );
+    }
     let replay_s = r.replay_time.as_secs_f64();
+    println!(
+        "WAL {:.0} MiB = {:.1} B/sample",
+        wal_bytes as f64 / (1u64 << 20) as f64,
+        wal_bytes as f64 / r.samples.max(1) as f64
+    );
     println!(
         "Engine::open: {open_s:.2} s (WAL replay {replay_s:.2} s): {} series, {} samples, {} records => {:.2} M samples/s (target >= 5), {:.0} MB/s of WAL",
         r.series,

@@ -7,12 +7,12 @@
 //! # Byte layout
 //!
 //! ```text
-//! header   the transform header (transform.rs); a chunk with n = 0 is just that
+//! header   the transform header (transform.rs); a chunk with n <= 1, or with no stream
+//!          present (exact grid, constant value), is just that
 //! rest     one zstd frame (RFC 8878) whose header records its content size, containing:
 //!            n-1 zigzag LEB128 varints   timestamp stream (absent for exact-grid timestamps)
 //!            n-1 zigzag LEB128 varints   value stream (absent for constant values)
 //!            n-1 zigzag LEB128 varints   residual stream (only when residuals are present)
-//!          no frame at all when none of the three streams is present
 //! ```
 //!
 //! # Why it is built this way

@@ -9,7 +9,8 @@
 //! # Byte layout
 //!
 //! ```text
-//! header     the transform header (transform.rs); a chunk with n = 0 is just that
+//! header     the transform header (transform.rs); a chunk with n <= 1, or with no stream
+//!            present (exact grid, constant value), is just that
 //! uvarint    rc_len     length of the range-coded stream
 //! rc_len     bytes      range-coded decisions
 //! rest       bytes      raw bit stream (MSB-first, zero-padded): the low mantissa bits
@@ -48,7 +49,7 @@ use super::{ChunkError, Encoding};
 pub(crate) fn encode_plan(plan: &Plan) -> Vec<u8> {
     let mut out = Vec::new();
     plan.header.write(&mut out);
-    if plan.header.n == 0 {
+    if !plan.header.has_streams() {
         return out;
     }
     let mut enc = RcEncoder::new();
@@ -105,7 +106,7 @@ impl Decoder {
     /// Parses the header and splits the two streams.
     pub(crate) fn new(data: Bytes) -> Result<Self, ChunkError> {
         let (header, mut pos) = Header::read(Encoding::RangeCoded, &data)?;
-        let (rc, raw) = if header.n == 0 {
+        let (rc, raw) = if !header.has_streams() {
             (Bytes::new(), Bytes::new())
         } else {
             let at = pos;
@@ -126,7 +127,12 @@ impl Decoder {
             (data.slice(pos..end), data.slice(end..))
         };
         Ok(Decoder {
-            dec: RcDecoder::new(&rc),
+            // Without streams there is nothing to read (and no byte may be demanded).
+            dec: if header.has_streams() {
+                RcDecoder::new(&rc)
+            } else {
+                RcDecoder::empty()
+            },
             rc,
             raw,
             rr: BitReader::new(0),

@@ -201,6 +201,16 @@ impl RcDecoder {
         }
     }
 
+    /// A decoder for a stream no decision will be read from.
+    pub(crate) fn empty() -> Self {
+        RcDecoder {
+            range: u32::MAX,
+            code: 0,
+            pos: 0,
+            overrun: false,
+        }
+    }
+
     /// True when the decoder needed more bytes than the stream has.
     pub(crate) fn overrun(&self) -> bool {
         self.overrun
@@ -257,7 +267,7 @@ impl Sink for Coded<'_> {
 }
 
 /// Price units per bit.
-const PRICE_ONE_BIT: u32 = 64;
+pub(crate) const PRICE_ONE_BIT: u64 = 64;
 
 /// `-log2(p / 4096) * PRICE_ONE_BIT` for p in 0..=4096 (p = 0 is never used).
 fn price_table() -> &'static [u16; 4097] {
@@ -266,7 +276,7 @@ fn price_table() -> &'static [u16; 4097] {
         let mut t = Box::new([0u16; 4097]);
         for (p, slot) in t.iter_mut().enumerate().skip(1) {
             let bits = -(p as f64 / f64::from(PROB_ONE)).log2();
-            *slot = (bits * f64::from(PRICE_ONE_BIT))
+            *slot = (bits * PRICE_ONE_BIT as f64)
                 .round()
                 .min(f64::from(u16::MAX)) as u16;
         }
@@ -300,7 +310,7 @@ impl Sink for Pricer {
 
     #[inline(always)]
     fn raw(&mut self, _v: u64, n: u32) {
-        self.total += u64::from(n * PRICE_ONE_BIT);
+        self.total += u64::from(n) * PRICE_ONE_BIT;
     }
 }
 
@@ -465,7 +475,7 @@ mod tests {
             .map(|i| if i % 7 == 0 { (i * 31) % 1000 - 500 } else { 0 })
             .collect();
         let (size, _) = round_trip(&ys);
-        let priced = price(&ys) / u64::from(PRICE_ONE_BIT) / 8;
+        let priced = price(&ys) / PRICE_ONE_BIT / 8;
         assert!(
             priced.abs_diff(size as u64) <= size as u64 / 50 + 8,
             "priced {priced} vs {size}"

@@ -15,7 +15,10 @@ use strata_tests::{CRASH_SERIES, crash_sample, crash_series};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let dir = PathBuf::from(args.next().ok_or_else(|| anyhow::anyhow!("missing data dir"))?);
+    let dir = PathBuf::from(
+        args.next()
+            .ok_or_else(|| anyhow::anyhow!("missing data dir"))?,
+    );
     let start: u64 = args.next().unwrap_or_else(|| "0".into()).parse()?;
     let block_range: i64 = args.next().unwrap_or_else(|| "60000".into()).parse()?;
     let opts = EngineOptions {
@@ -36,14 +39,22 @@ fn main() -> anyhow::Result<()> {
     out.flush()?;
     let tenant = engine.tenant(DEFAULT_TENANT)?;
     for b in start.. {
-        let samples: Vec<[(i64, f64); 1]> = (0..CRASH_SERIES).map(|i| [crash_sample(b, i)]).collect();
+        let samples: Vec<[(i64, f64); 1]> =
+            (0..CRASH_SERIES).map(|i| [crash_sample(b, i)]).collect();
         let batch: Vec<AppendSeries> = labels
             .iter()
             .zip(&samples)
-            .map(|(l, s)| AppendSeries { labels: l, samples: s })
+            .map(|(l, s)| AppendSeries {
+                labels: l,
+                samples: s,
+            })
             .collect();
         let rep = tenant.append(&batch)?;
-        anyhow::ensure!(rep.rejected == 0, "batch {b} rejected samples: {:?}", rep.errors);
+        anyhow::ensure!(
+            rep.rejected == 0,
+            "batch {b} rejected samples: {:?}",
+            rep.errors
+        );
         writeln!(out, "ACK {b}")?;
         out.flush()?;
         if b % 50 == 49 {
