@@ -10,7 +10,7 @@
 //! | 2    | [`Encoding::ColumnarZstd`] | block chunks (baseline)     | `columnar_zstd.rs`|
 //! | 3    | [`Encoding::RangeCoded`]   | block chunks (densest)      | `range_coded.rs`  |
 //!
-//! Every module documents its byte layout; `docs/FORMAT.chunks.md` collects them.
+//! Every module documents its byte layout; `docs/FORMAT.md` (section "Chunks") collects them.
 //!
 //! # Why two kinds of encodings
 //!
@@ -27,7 +27,7 @@
 //!
 //! On a real 1 s capture (`examples/compress_real.rs`, chunk data only): Gorilla in 120-sample
 //! head chunks takes 1.10 bytes/sample, `RangeCoded` with one chunk per series 0.25
-//! (`docs/FORMAT.chunks.md` has the table).
+//! (`docs/FORMAT.md` (section "Chunks") has the table).
 //!
 //! # Invariants
 //!

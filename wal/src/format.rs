@@ -2,7 +2,7 @@
 //!
 //! This module is pure: it encodes and decodes byte slices and never touches files, so the
 //! decoders can be fuzzed (`fuzz/fuzz_targets/wal_read.rs`) and unit-tested byte by byte. The
-//! full specification, including recovery rules, is `docs/FORMAT.wal.md`; this comment is the
+//! full specification, including recovery rules, is `docs/FORMAT.md` (section "Write-ahead log"); this comment is the
 //! summary next to the code.
 //!
 //! # Why batch frames

@@ -28,7 +28,7 @@
 //! <dir>/checkpoint.00000043.tmp a checkpoint being written (removed on open)
 //! ```
 //!
-//! Byte layouts are in the [`format`](mod@format) module and `docs/FORMAT.wal.md`.
+//! Byte layouts are in the [`format`](mod@format) module and `docs/FORMAT.md` (section "Write-ahead log").
 //!
 //! # Record kinds
 //!
