@@ -268,6 +268,7 @@ impl TenantDb {
         report.replay_time = start.elapsed();
         report.series = head.num_series();
         head.counters.reset_after_replay();
+        head.reset_appended_counts();
 
         Ok((
             TenantDb {
@@ -693,6 +694,15 @@ struct ReplayBatch {
 /// Samples per batch handed to a replay worker.
 const REPLAY_BATCH_SAMPLES: usize = 32 * 1024;
 
+impl ReplayBatch {
+    fn with_capacity() -> Self {
+        ReplayBatch {
+            groups: Vec::with_capacity(REPLAY_BATCH_SAMPLES),
+            samples: Vec::with_capacity(REPLAY_BATCH_SAMPLES + 1024),
+        }
+    }
+}
+
 /// Applies sample batches to the head; returns (samples applied, samples skipped).
 fn replay_worker(head: &Head, rx: std::sync::mpsc::Receiver<ReplayBatch>) -> Result<(u64, u64)> {
     let mut scratch = Vec::new();
@@ -745,7 +755,8 @@ fn replay_into(
             senders.push(tx);
             handles.push(scope.spawn(move || replay_worker(head, rx)));
         }
-        let mut pending: Vec<ReplayBatch> = (0..workers).map(|_| ReplayBatch::default()).collect();
+        let mut pending: Vec<ReplayBatch> =
+            (0..workers).map(|_| ReplayBatch::with_capacity()).collect();
         let mut send_failed = false;
         let mut result = Ok(());
         while let Some(rec) = replay.next_record() {
@@ -766,14 +777,20 @@ fn replay_into(
                     Ok(())
                 }),
                 RECORD_SAMPLES => record::decode_samples(rec.payload, |r, samples| {
-                    let r = ref_map.get(&r).copied().unwrap_or(r);
+                    let r = if ref_map.is_empty() {
+                        r
+                    } else {
+                        ref_map.get(&r).copied().unwrap_or(r)
+                    };
                     let w = (r as usize % crate::head::SHARDS) % workers;
                     if let Some(b) = pending.get_mut(w) {
                         b.samples.extend_from_slice(samples);
                         b.groups.push((r, b.samples.len()));
                         if b.samples.len() >= REPLAY_BATCH_SAMPLES
                             && let Some(tx) = senders.get(w)
-                            && tx.send(std::mem::take(b)).is_err()
+                            && tx
+                                .send(std::mem::replace(b, ReplayBatch::with_capacity()))
+                                .is_err()
                         {
                             send_failed = true;
                         }

@@ -163,25 +163,29 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn uvarint(&mut self) -> Result<u64> {
-        let mut v: u64 = 0;
-        let mut shift = 0u32;
-        loop {
-            let b = *self
-                .buf
-                .get(self.pos)
-                .ok_or_else(|| self.err("truncated varint"))?;
+        // Fast path: one-byte values (most counts, deltas and small refs).
+        if let Some(&b) = self.buf.get(self.pos)
+            && b < 0x80
+        {
             self.pos += 1;
-            if shift == 63 && b > 1 {
+            return Ok(u64::from(b));
+        }
+        let rest = self.buf.get(self.pos..).unwrap_or(&[]);
+        let mut v: u64 = 0;
+        for (i, &b) in rest.iter().take(10).enumerate() {
+            if i == 9 && b > 1 {
                 return Err(self.err("varint overflows 64 bits"));
             }
-            v |= u64::from(b & 0x7f) << shift;
+            v |= u64::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
+                self.pos += i + 1;
                 return Ok(v);
             }
-            shift += 7;
-            if shift > 63 {
-                return Err(self.err("varint overflows 64 bits"));
-            }
+        }
+        if rest.len() < 10 {
+            Err(self.err("truncated varint"))
+        } else {
+            Err(self.err("varint overflows 64 bits"))
         }
     }
 

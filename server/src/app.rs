@@ -206,7 +206,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             name: "strata_head_samples_appended",
             help: "Samples appended to the head since start (in order), by tenant.",
             labels: vec![("tenant", id.clone())],
-            value: c.samples_appended.load(Relaxed) as f64,
+            value: head.samples_appended().0 as f64,
         });
         gauges.push(GaugeSample {
             name: "strata_blocks_loaded",
