@@ -9,9 +9,10 @@
 # with realistic jitter), and measures from the outside:
 #
 #   ingest samples/s   accepted samples / wall time of the load (strata-load's figure)
-#   CPU us/sample      server process utime+stime (/proc/PID/stat) during the load / samples
-#   peak RSS           VmHWM of the server process (/proc/PID/status) after load and queries,
-#                      also per active series
+#   CPU us/sample      server process utime+stime (/proc/PID/stat) from the first to the last
+#                      request (strata-load --server-pid reads it) / accepted samples
+#   peak RSS           VmHWM of the server process (/proc/PID/status): right after the load
+#                      (ingest peak, also per active series) and after the queries (overall)
 #   bytes/sample       everything in the storage format after a flush, per accepted sample:
 #                      Prometheus: admin snapshot with head, `du` of the snapshot;
 #                      VictoriaMetrics: /internal/force_flush, `du` of the data directory;
@@ -26,7 +27,7 @@
 #   SIZES=A bash bench/compare-metrics.sh         # only A
 #   SYSTEMS="strata victoriametrics" SIZES=A bash bench/compare-metrics.sh
 # Other knobs: STRATA_WAL_SYNC (default: batch, Strata's default: fsync before acknowledging),
-# MAX_SECONDS (bound of each load, default 300), CONCURRENCY (8), BATCH (2000), KEEP=1 (keep
+# MAX_SECONDS (bound of each load, default 420), CONCURRENCY (8), BATCH (2000), KEEP=1 (keep
 # the work directory).
 #
 # Installs `prometheus` and `victoria-metrics` from Debian if missing (needs root). Everything
@@ -38,10 +39,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SIZES="${SIZES:-A B}"
 SYSTEMS="${SYSTEMS:-strata prometheus victoriametrics}"
 STRATA_WAL_SYNC="${STRATA_WAL_SYNC:-batch}"
-MAX_SECONDS="${MAX_SECONDS:-300}"
+MAX_SECONDS="${MAX_SECONDS:-420}"
 CONCURRENCY="${CONCURRENCY:-8}"
 BATCH="${BATCH:-2000}"
-CLK_TCK="$(getconf CLK_TCK 2>/dev/null || echo 100)"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/strata-compare.XXXXXX")"
 PIDS=()
 
@@ -72,8 +72,8 @@ if [ "${#need_install[@]}" -gt 0 ]; then
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_install[@]}"
 fi
-PROM_VERSION="$(prometheus --version 2>&1 | head -n1)"
-VM_VERSION="$(victoria-metrics -version 2>&1 | head -n1)"
+PROM_VERSION="$(dpkg-query -W -f '${Version}' prometheus 2>/dev/null || prometheus --version 2>&1 | head -n1)"
+VM_VERSION="$(dpkg-query -W -f '${Version}' victoria-metrics 2>/dev/null || echo unknown)"
 
 # --- build -----------------------------------------------------------------------------------
 log "building strata, strata-load and flush-head (release)"
@@ -83,14 +83,6 @@ BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 STRATA_VERSION="$("$BIN/strata" --version 2>&1 | head -n1)"
 
 # --- helpers ---------------------------------------------------------------------------------
-cpu_ticks() { # utime+stime of a pid, from the fields after the command name
-    local stat
-    stat="$(cat "/proc/$1/stat")"
-    stat="${stat##*) }"
-    # shellcheck disable=SC2086
-    set -- $stat
-    echo $(( ${12} + ${13} ))
-}
 hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 
 free_port() {
@@ -208,16 +200,15 @@ run_one() { # system size series duration
     esac
     url="http://$addr"
 
-    local cpu0 cpu1
-    cpu0="$(cpu_ticks "$pid")"
     "$BIN/strata-load" --url "$url/api/v1/write" --series "$series" --duration "$duration" \
         --batch "$BATCH" --concurrency "$CONCURRENCY" --interval 15s \
-        --max-seconds "$MAX_SECONDS" > "$load_out" 2>&1 \
+        --max-seconds "$MAX_SECONDS" --server-pid "$pid" > "$load_out" 2>&1 \
         || { cat "$load_out" >&2; log "strata-load failed"; }
-    cpu1="$(cpu_ticks "$pid")"
+    local hwm_load
+    hwm_load="$(hwm_kib "$pid")"
     sed 's/^/    /' "$load_out" >&2
 
-    local accepted rate nseries start_ms end_ms complete rejected
+    local accepted rate nseries start_ms end_ms complete rejected server_cpu
     accepted="$(result_field "$load_out" accepted)"
     rejected="$(result_field "$load_out" rejected)"
     rate="$(result_field "$load_out" samples_per_s)"
@@ -225,9 +216,10 @@ run_one() { # system size series duration
     start_ms="$(result_field "$load_out" start_ms)"
     end_ms="$(result_field "$load_out" end_ms)"
     complete="$(result_field "$load_out" complete)"
+    server_cpu="$(result_field "$load_out" server_cpu_s)"
     local cpu_us
-    cpu_us="$(awk -v d=$(( cpu1 - cpu0 )) -v hz="$CLK_TCK" -v n="${accepted:-0}" \
-        'BEGIN { if (n > 0) printf "%.3f", d / hz * 1e6 / n; else print "n/a" }')"
+    cpu_us="$(awk -v c="${server_cpu:-0}" -v n="${accepted:-0}" \
+        'BEGIN { if (n > 0) printf "%.3f", c * 1e6 / n; else print "n/a" }')"
 
     # Let VictoriaMetrics make fresh data searchable before querying.
     if [ "$system" = victoriametrics ]; then
@@ -274,16 +266,17 @@ run_one() { # system size series duration
             bytes="$(result_field "$dir/flush.out" bytes)"
             ;;
     esac
-    local bps rss_mib per_series
+    local bps rss_mib rss_load_mib per_series
     bps="$(awk -v b="${bytes:-0}" -v n="${accepted:-0}" 'BEGIN { if (n > 0) printf "%.3f", b / n; else print "n/a" }')"
     rss_mib="$(awk -v k="${hwm:-0}" 'BEGIN { printf "%.0f", k / 1024 }')"
-    per_series="$(awk -v k="${hwm:-0}" -v s="${nseries:-0}" 'BEGIN { if (s > 0) printf "%.0f", k * 1024 / s; else print "n/a" }')"
+    rss_load_mib="$(awk -v k="${hwm_load:-0}" 'BEGIN { printf "%.0f", k / 1024 }')"
+    per_series="$(awk -v k="${hwm_load:-0}" -v s="${nseries:-0}" 'BEGIN { if (s > 0) printf "%.0f", k * 1024 / s; else print "n/a" }')"
     local note=""
     [ "$complete" = true ] || note="INCOMPLETE"
     [ "${rejected:-0}" = 0 ] || note="$note rejected=$rejected"
-    ROWS+=("$(printf '%-4s %-16s %9s %12s %10s %9s %10s %10s %12s %12s %12s %s' \
-        "$size" "$system" "$nseries" "$rate" "$cpu_us" "$rss_mib" "$per_series" "$bps" \
-        "$q1" "$q2" "$q3" "$note")")
+    ROWS+=("$(printf '%-4s %-16s %7s %10s %10s %8s %9s %8s %10s %10s %12s %12s %s' \
+        "$size" "$system" "$nseries" "$rate" "$cpu_us" "$rss_load_mib" "$per_series" \
+        "$rss_mib" "$bps" "$q1" "$q2" "$q3" "$note")")
     printf '%s %s %s %s %s\n' "$size" "$system" "${rate:-0}" "$cpu_us" "$per_series" >> "$WORK/summary"
     rm -rf "$dir/data"
 }
@@ -302,12 +295,15 @@ done
 # --- report ----------------------------------------------------------------------------------
 echo
 echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  host: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, load avg $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "strata: $STRATA_VERSION (wal sync: $STRATA_WAL_SYNC) | $PROM_VERSION | victoria-metrics $VM_VERSION"
+echo "systems: $STRATA_VERSION (wal sync: $STRATA_WAL_SYNC) | prometheus $PROM_VERSION | victoria-metrics $VM_VERSION"
 echo "load: strata-load, remote write 1.0, $CONCURRENCY connections, batch $BATCH, 15 s scrapes"
+echo "columns: rss_MiB = VmHWM after the load, rss_B/ser = that per series, peak_MiB = VmHWM after"
+echo "the queries too; disk_B/smp = bytes in the final format after a flush / accepted samples;"
+echo "query times in ms as first/best of 3"
 echo
-printf '%-4s %-16s %9s %12s %10s %9s %10s %10s %12s %12s %12s %s\n' \
-    size system series "samples/s" "us_cpu/smp" "rss_MiB" "rss_B/ser" "disk_B/smp" \
-    "instant_ms" "range_ms" "series_ms" note
+printf '%-4s %-16s %7s %10s %10s %8s %9s %8s %10s %10s %12s %12s %s\n' \
+    size system series "samples/s" "us_cpu/smp" "rss_MiB" "rss_B/ser" "peak_MiB" \
+    "disk_B/smp" "instant_ms" "range_ms" "series_ms" note
 for row in "${ROWS[@]}"; do echo "$row"; done
 echo
 if [ -f "$WORK/summary" ]; then
@@ -316,11 +312,12 @@ if [ -f "$WORK/summary" ]; then
         END {
             for (s in sizes) {
                 st = rate[s" strata"]; pr = rate[s" prometheus"]; vm = rate[s" victoriametrics"]
-                if (st != "" && vm > 0) printf "size %s: strata ingest = %.2fx victoriametrics", s, st / vm
-                if (st != "" && pr > 0) printf ", %.2fx prometheus", st / pr
+                line = ""
+                if (st != "" && vm > 0) line = line sprintf(" %.2fx victoriametrics", st / vm)
+                if (st != "" && pr > 0) line = line sprintf(", %.2fx prometheus", st / pr)
                 if (cpu[s" strata"] != "" && cpu[s" victoriametrics"] > 0)
-                    printf "; cpu/sample = %.2fx victoriametrics", cpu[s" strata"] / cpu[s" victoriametrics"]
-                printf "\n"
+                    line = line sprintf("; cpu/sample = %.2fx victoriametrics", cpu[s" strata"] / cpu[s" victoriametrics"])
+                if (line != "") printf "size %s: strata ingest =%s\n", s, line
             }
-        }' "$WORK/summary"
+        }' "$WORK/summary" | sort
 fi
