@@ -188,8 +188,6 @@ async fn metrics(State(state): State<AppState>) -> Response {
             continue;
         };
         let head = t.head();
-        let c = &head.counters;
-        use std::sync::atomic::Ordering::Relaxed;
         gauges.push(GaugeSample {
             name: "strata_head_series",
             help: "Active series in the head, by tenant.",
