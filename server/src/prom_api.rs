@@ -14,6 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, SerializeTuple, Serializer};
 use serde_json::{Map, Value as Json, json};
 use strata_engine::{Labels, Matcher, SelectHints};
 use strata_query::{EvalOptions, QueryError, Value};
@@ -59,29 +60,143 @@ fn labels_json(l: &Labels) -> Json {
     Json::Object(m)
 }
 
-fn point(t: i64, v: f64) -> Json {
-    json!([ts_secs(t), fmt_value(v)])
+/// A sample value as Prometheus prints it, written without allocating.
+struct FmtValue(f64);
+
+impl std::fmt::Display for FmtValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = self.0;
+        if v.is_nan() {
+            f.write_str("NaN")
+        } else if v == f64::INFINITY {
+            f.write_str("+Inf")
+        } else if v == f64::NEG_INFINITY {
+            f.write_str("-Inf")
+        } else {
+            write!(f, "{v}")
+        }
+    }
 }
 
-/// Renders a query result as Prometheus's `data` object.
-pub fn value_json(v: &Value) -> Json {
-    match v {
-        Value::Vector(samples) => json!({
-            "resultType": "vector",
-            "result": samples.iter().map(|s| json!({
-                "metric": labels_json(&s.labels),
-                "value": point(s.t, s.v),
-            })).collect::<Vec<_>>(),
-        }),
-        Value::Matrix(series) => json!({
-            "resultType": "matrix",
-            "result": series.iter().map(|s| json!({
-                "metric": labels_json(&s.labels),
-                "values": s.points.iter().map(|&(t, v)| point(t, v)).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-        }),
-        Value::Scalar(t, v) => json!({"resultType": "scalar", "result": point(*t, *v)}),
-        Value::String(t, s) => json!({"resultType": "string", "result": [ts_secs(*t), s]}),
+/// `[<unix seconds>, "<value>"]`.
+struct PointJson(i64, f64);
+
+impl Serialize for PointJson {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(2)?;
+        t.serialize_element(&ts_secs(self.0))?;
+        t.serialize_element(&Collect(FmtValue(self.1)))?;
+        t.end()
+    }
+}
+
+/// Serializes a `Display` as a JSON string without an intermediate `String`.
+struct Collect<D>(D);
+
+impl<D: std::fmt::Display> Serialize for Collect<D> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// A label set as a JSON object.
+struct LabelsJson<'a>(&'a Labels);
+
+impl Serialize for LabelsJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for l in self.0 {
+            m.serialize_entry(&l.name, &l.value)?;
+        }
+        m.end()
+    }
+}
+
+struct VectorResult<'a>(&'a [strata_query::Sample]);
+
+impl Serialize for VectorResult<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for x in self.0 {
+            seq.serialize_element(&SampleJson(x))?;
+        }
+        seq.end()
+    }
+}
+
+struct SampleJson<'a>(&'a strata_query::Sample);
+
+impl Serialize for SampleJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("metric", &LabelsJson(&self.0.labels))?;
+        m.serialize_entry("value", &PointJson(self.0.t, self.0.v))?;
+        m.end()
+    }
+}
+
+struct MatrixResult<'a>(&'a [strata_query::SeriesPoints]);
+
+impl Serialize for MatrixResult<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for x in self.0 {
+            seq.serialize_element(&SeriesJson(x))?;
+        }
+        seq.end()
+    }
+}
+
+struct SeriesJson<'a>(&'a strata_query::SeriesPoints);
+
+impl Serialize for SeriesJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("metric", &LabelsJson(&self.0.labels))?;
+        m.serialize_entry("values", &PointsJson(&self.0.points))?;
+        m.end()
+    }
+}
+
+struct PointsJson<'a>(&'a [(i64, f64)]);
+
+impl Serialize for PointsJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for &(t, v) in self.0 {
+            seq.serialize_element(&PointJson(t, v))?;
+        }
+        seq.end()
+    }
+}
+
+/// A query result as Prometheus's `data` object (`resultType` first, then `result`),
+/// serialized straight to the response bytes: large range results never exist as a tree of
+/// JSON values.
+pub struct ValueJson<'a>(pub &'a Value);
+
+impl Serialize for ValueJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(2))?;
+        match self.0 {
+            Value::Vector(samples) => {
+                m.serialize_entry("resultType", "vector")?;
+                m.serialize_entry("result", &VectorResult(samples))?;
+            }
+            Value::Matrix(series) => {
+                m.serialize_entry("resultType", "matrix")?;
+                m.serialize_entry("result", &MatrixResult(series))?;
+            }
+            Value::Scalar(t, v) => {
+                m.serialize_entry("resultType", "scalar")?;
+                m.serialize_entry("result", &PointJson(*t, *v))?;
+            }
+            Value::String(t, v) => {
+                m.serialize_entry("resultType", "string")?;
+                m.serialize_entry("result", &(ts_secs(*t), v))?;
+            }
+        }
+        m.end()
     }
 }
 
@@ -159,7 +274,7 @@ async fn query(
         .metrics
         .query_duration
         .observe(&["query"], started.elapsed().as_secs_f64());
-    Ok(success(value_json(&v), &[]))
+    Ok(success(ValueJson(&v), &[]))
 }
 
 async fn query_range(
@@ -201,7 +316,7 @@ async fn query_range(
         .metrics
         .query_duration
         .observe(&["query_range"], started.elapsed().as_secs_f64());
-    Ok(success(value_json(&v), &[]))
+    Ok(success(ValueJson(&v), &[]))
 }
 
 /// Parses `match[]` selectors into matcher sets.
@@ -553,13 +668,26 @@ mod tests {
             t: 1_500,
             v: f64::NAN,
         }]);
+        let json = |v: &Value| serde_json::to_string(&ValueJson(v)).unwrap();
         assert_eq!(
-            value_json(&v).to_string(),
-            r#"{"result":[{"metric":{"__name__":"up"},"value":[1.5,"NaN"]}],"resultType":"vector"}"#
+            json(&v),
+            r#"{"resultType":"vector","result":[{"metric":{"__name__":"up"},"value":[1.5,"NaN"]}]}"#
         );
         assert_eq!(
-            value_json(&Value::Scalar(2000, 1.0)).to_string(),
-            r#"{"result":[2,"1"],"resultType":"scalar"}"#
+            json(&Value::Scalar(2000, 1.0)),
+            r#"{"resultType":"scalar","result":[2,"1"]}"#
+        );
+        let m = Value::Matrix(vec![strata_query::SeriesPoints {
+            labels: Labels::from_pairs(&[("a", "b")]).unwrap(),
+            points: vec![(1000, f64::INFINITY), (2500, -0.5)],
+        }]);
+        assert_eq!(
+            json(&m),
+            r#"{"resultType":"matrix","result":[{"metric":{"a":"b"},"values":[[1,"+Inf"],[2.5,"-0.5"]]}]}"#
+        );
+        assert_eq!(
+            json(&Value::String(0, "x".into())),
+            r#"{"resultType":"string","result":[0,"x"]}"#
         );
     }
 }
