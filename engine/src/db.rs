@@ -182,7 +182,9 @@ pub struct TenantDb {
     max_series: AtomicU64,
 }
 
-fn valid_tenant(id: &str) -> bool {
+/// True if `id` is an acceptable tenant id: 1–150 characters of `[A-Za-z0-9_.-]`, not `.` or
+/// `..` (it names a directory).
+pub fn valid_tenant(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 150
         && id != "."
@@ -482,28 +484,18 @@ impl TenantDb {
     /// Cuts blocks from the head while it spans more than 1.5 block ranges. Returns the new
     /// blocks.
     pub fn cut_due_blocks(&self) -> Result<Vec<BlockMeta>> {
-        let range = self.opts.head.block_range_ms.max(1);
-        let mut out = Vec::new();
-        loop {
-            let min = self.head.min_time();
-            if min == i64::MAX {
-                break;
-            }
-            let lo = align_down(min, range);
-            let hi = lo.saturating_add(range);
-            if self.head.max_time() < hi.saturating_add(range / 2) {
-                break;
-            }
-            if let Some(meta) = self.persist_range(lo, hi)? {
-                out.push(meta);
-            }
-        }
-        Ok(out)
+        self.cut_blocks(false)
     }
 
     /// Persists everything in the head into blocks (aligned ranges, the last one partial),
     /// leaving the head empty. Used by import, benchmarks and tests.
     pub fn persist_all(&self) -> Result<Vec<BlockMeta>> {
+        self.cut_blocks(true)
+    }
+
+    /// Cuts the head's oldest aligned range into a block until the head is empty (`all`) or
+    /// spans at most 1.5 block ranges.
+    fn cut_blocks(&self, all: bool) -> Result<Vec<BlockMeta>> {
         let range = self.opts.head.block_range_ms.max(1);
         let mut out = Vec::new();
         loop {
@@ -513,6 +505,9 @@ impl TenantDb {
             }
             let lo = align_down(min, range);
             let hi = lo.saturating_add(range);
+            if !all && self.head.max_time() < hi.saturating_add(range / 2) {
+                break;
+            }
             if let Some(meta) = self.persist_range(lo, hi)? {
                 out.push(meta);
             }
@@ -607,12 +602,9 @@ impl TenantDb {
                     }
                     Ok(())
                 });
-                match res {
-                    Ok(()) if buf.is_empty() => CheckpointAction::Drop,
-                    Ok(()) if buf.len() == payload.len() => CheckpointAction::Keep,
-                    Ok(()) => CheckpointAction::Rewrite { kind, payload: buf },
-                    Err(_) => CheckpointAction::Keep,
-                }
+                // Series records are only filtered: the same length means the same record.
+                let changed = buf.len() != payload.len();
+                checkpoint_action(kind, res, buf, changed)
             }
             RECORD_SAMPLES => {
                 let mut buf = Vec::new();
@@ -625,12 +617,7 @@ impl TenantDb {
                     record::encode_samples(&mut buf, r, &kept);
                     Ok(())
                 });
-                match res {
-                    Ok(()) if buf.is_empty() => CheckpointAction::Drop,
-                    Ok(()) if !dropped_any => CheckpointAction::Keep,
-                    Ok(()) => CheckpointAction::Rewrite { kind, payload: buf },
-                    Err(_) => CheckpointAction::Keep,
-                }
+                checkpoint_action(kind, res, buf, dropped_any)
             }
             RECORD_EXEMPLARS => {
                 let mut buf = Vec::new();
@@ -643,12 +630,7 @@ impl TenantDb {
                     }
                     Ok(())
                 });
-                match res {
-                    Ok(()) if buf.is_empty() => CheckpointAction::Drop,
-                    Ok(()) if !dropped_any => CheckpointAction::Keep,
-                    Ok(()) => CheckpointAction::Rewrite { kind, payload: buf },
-                    Err(_) => CheckpointAction::Keep,
-                }
+                checkpoint_action(kind, res, buf, dropped_any)
             }
             RECORD_METADATA => {
                 // Keep one copy of each entry: later checkpoints would otherwise carry every
@@ -660,11 +642,7 @@ impl TenantDb {
                     }
                     Ok(())
                 });
-                match res {
-                    Ok(()) if buf.is_empty() => CheckpointAction::Drop,
-                    Ok(()) => CheckpointAction::Rewrite { kind, payload: buf },
-                    Err(_) => CheckpointAction::Keep,
-                }
+                checkpoint_action(kind, res, buf, true)
             }
             _ => CheckpointAction::Keep,
         })?;
@@ -680,6 +658,21 @@ impl TenantDb {
     pub fn sync(&self) -> Result<()> {
         self.wal.sync()?;
         Ok(())
+    }
+}
+
+/// What a checkpoint does with a record that was decoded (`res`) and re-encoded into `kept`:
+/// an undecodable record is kept as it is (never drop what cannot be understood), an empty
+/// result is dropped, an unchanged one kept, a changed one rewritten.
+fn checkpoint_action(kind: u8, res: Result<()>, kept: Vec<u8>, changed: bool) -> CheckpointAction {
+    match res {
+        Err(_) => CheckpointAction::Keep,
+        Ok(()) if kept.is_empty() => CheckpointAction::Drop,
+        Ok(()) if !changed => CheckpointAction::Keep,
+        Ok(()) => CheckpointAction::Rewrite {
+            kind,
+            payload: kept,
+        },
     }
 }
 

@@ -1100,62 +1100,52 @@ fn series_min_time(s: &MemSeries) -> i64 {
     m
 }
 
-fn truncate_series(s: &mut MemSeries, t: i64) -> Result<()> {
-    s.chunks.retain(|c| c.max_time >= t);
-    // Head chunks never span a block boundary, so a kept chunk lies entirely at or after `t`
-    // when `t` is a boundary; for other cut points re-encode the straddling chunk.
-    if let Some(first) = s.chunks.first_mut()
-        && first.min_time < t
-    {
-        let kept: Vec<(i64, f64)> = chunk::decode_all(Encoding::Gorilla, first.data.clone())?
-            .into_iter()
-            .filter(|&(st, _)| st >= t)
-            .collect();
-        match encode_head_chunk(&kept) {
-            Some(c) => *first = c,
-            None => {
-                s.chunks.remove(0);
-            }
+/// The samples of a Gorilla chunk at or after `t`.
+fn samples_from(data: Bytes, t: i64) -> Result<Vec<(i64, f64)>> {
+    let mut samples = chunk::decode_all(Encoding::Gorilla, data)?;
+    samples.retain(|&(st, _)| st >= t);
+    Ok(samples)
+}
+
+/// Drops the chunks (or the parts of chunks) before `t`. Chunks straddling `t` are
+/// re-encoded; head chunks are cut at block boundaries, so that only happens when `t` is not
+/// one, or for out-of-order chunks.
+fn trim_chunks(chunks: &mut Vec<HeadChunk>, t: i64) -> Result<()> {
+    let mut kept = Vec::with_capacity(chunks.len());
+    for c in chunks.drain(..) {
+        if c.min_time >= t {
+            kept.push(c);
+        } else if c.max_time >= t
+            && let Some(nc) = encode_head_chunk(&samples_from(c.data, t)?)
+        {
+            kept.push(nc);
         }
     }
+    *chunks = kept;
+    Ok(())
+}
+
+fn truncate_series(s: &mut MemSeries, t: i64) -> Result<()> {
+    trim_chunks(&mut s.chunks, t)?;
     if let Some(app) = &s.open
-        && app.num_samples() > 0
-        && app.max_time() < t
-    {
-        s.open = None;
-    } else if let Some(app) = &s.open
         && app.num_samples() > 0
         && app.min_time() < t
     {
-        let kept: Vec<(i64, f64)> =
-            chunk::decode_all(Encoding::Gorilla, Bytes::copy_from_slice(app.bytes()))?
-                .into_iter()
-                .filter(|&(st, _)| st >= t)
-                .collect();
-        let mut fresh = GorillaAppender::new();
-        for &(st, sv) in &kept {
-            fresh.append(st, sv);
-        }
-        s.open = Some(fresh);
+        let kept = if app.max_time() < t {
+            None
+        } else {
+            let mut fresh = GorillaAppender::new();
+            for (st, sv) in samples_from(Bytes::copy_from_slice(app.bytes()), t)? {
+                fresh.append(st, sv);
+            }
+            Some(fresh)
+        };
+        s.open = kept;
     }
     let mut drop_ooo = false;
     if let Some(ooo) = s.ooo.as_mut() {
         ooo.buf.retain(|&(st, _)| st >= t);
-        let mut kept_chunks = Vec::with_capacity(ooo.chunks.len());
-        for c in ooo.chunks.drain(..) {
-            if c.min_time >= t {
-                kept_chunks.push(c);
-            } else if c.max_time >= t {
-                let kept: Vec<(i64, f64)> = chunk::decode_all(Encoding::Gorilla, c.data.clone())?
-                    .into_iter()
-                    .filter(|&(st, _)| st >= t)
-                    .collect();
-                if let Some(nc) = encode_head_chunk(&kept) {
-                    kept_chunks.push(nc);
-                }
-            }
-        }
-        ooo.chunks = kept_chunks;
+        trim_chunks(&mut ooo.chunks, t)?;
         drop_ooo = ooo.buf.is_empty() && ooo.chunks.is_empty();
     }
     if drop_ooo {

@@ -355,12 +355,7 @@ pub fn tenant(headers: &HeaderMap) -> Result<String, ApiError> {
                 .to_str()
                 .map_err(|_| ApiError::bad_data("X-Scope-OrgID: tenant ID is not valid ASCII"))?
                 .trim();
-            let ok = !s.is_empty()
-                && s.len() <= 150
-                && s != "."
-                && s != ".."
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+            let ok = strata_engine::db::valid_tenant(s);
             if ok {
                 Ok(s.to_string())
             } else {
@@ -372,9 +367,28 @@ pub fn tenant(headers: &HeaderMap) -> Result<String, ApiError> {
     }
 }
 
+/// A sample value as Prometheus prints it (`NaN`, `+Inf`, `-Inf`, otherwise the shortest
+/// decimal that round-trips, never an exponent), written without allocating.
+pub struct FmtValue(pub f64);
+
+impl std::fmt::Display for FmtValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = self.0;
+        if v.is_nan() {
+            f.write_str("NaN")
+        } else if v == f64::INFINITY {
+            f.write_str("+Inf")
+        } else if v == f64::NEG_INFINITY {
+            f.write_str("-Inf")
+        } else {
+            write!(f, "{v}")
+        }
+    }
+}
+
 /// Formats a sample value as Prometheus does in JSON (a string; `NaN`, `+Inf`, `-Inf`).
 pub fn fmt_value(v: f64) -> String {
-    crate::selfmetrics::fmt_f64(v)
+    FmtValue(v).to_string()
 }
 
 /// A Unix-seconds timestamp as Prometheus prints it (a JSON number with up to 3 decimals).

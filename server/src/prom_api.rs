@@ -20,8 +20,8 @@ use strata_engine::{Labels, Matcher, SelectHints};
 use strata_query::{EvalOptions, QueryError, Value};
 
 use crate::api::{
-    ApiError, ErrorKind, MAX_TIME_MS, MIN_TIME_MS, Params, fmt_value, parse_duration_ms, success,
-    tenant, time_param, ts_secs,
+    ApiError, ErrorKind, FmtValue, MAX_TIME_MS, MIN_TIME_MS, Params, fmt_value, parse_duration_ms,
+    success, tenant, time_param, ts_secs,
 };
 use crate::app::AppState;
 
@@ -58,24 +58,6 @@ fn labels_json(l: &Labels) -> Json {
         m.insert(x.name.clone(), Json::String(x.value.clone()));
     }
     Json::Object(m)
-}
-
-/// A sample value as Prometheus prints it, written without allocating.
-struct FmtValue(f64);
-
-impl std::fmt::Display for FmtValue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let v = self.0;
-        if v.is_nan() {
-            f.write_str("NaN")
-        } else if v == f64::INFINITY {
-            f.write_str("+Inf")
-        } else if v == f64::NEG_INFINITY {
-            f.write_str("-Inf")
-        } else {
-            write!(f, "{v}")
-        }
-    }
 }
 
 /// `[<unix seconds>, "<value>"]`.
@@ -249,32 +231,62 @@ async fn run_blocking<T: Send + 'static>(
     }
 }
 
+/// The required `query` parameter.
+fn query_param(p: &Params) -> Result<String, ApiError> {
+    p.get("query")
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": missing"))
+}
+
+/// Parses and evaluates `q` for a tenant on the blocking pool, timing it under `endpoint`.
+async fn evaluate(
+    state: &AppState,
+    tenant: String,
+    q: String,
+    p: &Params,
+    endpoint: &'static str,
+    eval: impl FnOnce(
+        &strata_engine::Querier,
+        &promql_parser::parser::Expr,
+        &EvalOptions,
+    ) -> Result<Value, QueryError>
+    + Send
+    + 'static,
+) -> Result<Response, ApiError> {
+    let opts = eval_options(state, p)?;
+    let limit = timeout(p)?;
+    let engine = state.engine.clone();
+    let started = Instant::now();
+    let v = run_blocking(limit, move || {
+        let expr = strata_query::parse(&q).map_err(query_error)?;
+        let querier = engine.querier(&tenant)?;
+        eval(&querier, &expr, &opts).map_err(query_error)
+    })
+    .await?;
+    state
+        .metrics
+        .query_duration
+        .observe(&[endpoint], started.elapsed().as_secs_f64());
+    Ok(success(ValueJson(&v), &[]))
+}
+
 async fn query(
     State(state): State<AppState>,
     headers: HeaderMap,
     p: Params,
 ) -> Result<Response, ApiError> {
     let tenant = tenant(&headers)?;
-    let q = p
-        .get("query")
-        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": missing"))?
-        .to_string();
+    let q = query_param(&p)?;
     let t = time_param(&p, "time", now_ms())?;
-    let opts = eval_options(&state, &p)?;
-    let limit = timeout(&p)?;
-    let engine = state.engine.clone();
-    let started = Instant::now();
-    let v = run_blocking(limit, move || {
-        let expr = strata_query::parse(&q).map_err(query_error)?;
-        let querier = engine.querier(&tenant)?;
-        strata_query::eval_instant(&querier, &expr, t, &opts).map_err(query_error)
-    })
-    .await?;
-    state
-        .metrics
-        .query_duration
-        .observe(&["query"], started.elapsed().as_secs_f64());
-    Ok(success(ValueJson(&v), &[]))
+    evaluate(
+        &state,
+        tenant,
+        q,
+        &p,
+        "query",
+        move |querier, expr, opts| strata_query::eval_instant(querier, expr, t, opts),
+    )
+    .await
 }
 
 async fn query_range(
@@ -283,10 +295,7 @@ async fn query_range(
     p: Params,
 ) -> Result<Response, ApiError> {
     let tenant = tenant(&headers)?;
-    let q = p
-        .get("query")
-        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": missing"))?
-        .to_string();
+    let q = query_param(&p)?;
     let need = |k: &str| -> Result<i64, ApiError> {
         match p.get(k) {
             Some(v) if !v.is_empty() => time_param(&p, k, 0),
@@ -302,21 +311,15 @@ async fn query_range(
             .map_err(|e| ApiError::bad_data(format!("invalid parameter \"step\": {e}")))?,
         _ => return Err(ApiError::bad_data("invalid parameter \"step\": missing")),
     };
-    let opts = eval_options(&state, &p)?;
-    let limit = timeout(&p)?;
-    let engine = state.engine.clone();
-    let started = Instant::now();
-    let v = run_blocking(limit, move || {
-        let expr = strata_query::parse(&q).map_err(query_error)?;
-        let querier = engine.querier(&tenant)?;
-        strata_query::eval_range(&querier, &expr, start, end, step, &opts).map_err(query_error)
-    })
-    .await?;
-    state
-        .metrics
-        .query_duration
-        .observe(&["query_range"], started.elapsed().as_secs_f64());
-    Ok(success(ValueJson(&v), &[]))
+    evaluate(
+        &state,
+        tenant,
+        q,
+        &p,
+        "query_range",
+        move |querier, expr, opts| strata_query::eval_range(querier, expr, start, end, step, opts),
+    )
+    .await
 }
 
 /// Parses `match[]` selectors into matcher sets.
@@ -398,31 +401,47 @@ async fn series(
     Ok(success(data, &warnings))
 }
 
+/// Shared body of `labels` and `label/<name>/values`: the union of `lookup` over every
+/// `match[]` set (or over all series without one), sorted, with `limit` applied.
+async fn label_lookup(
+    state: &AppState,
+    headers: &HeaderMap,
+    p: &Params,
+    lookup: impl Fn(&strata_engine::Querier, &[Matcher], i64, i64) -> strata_engine::Result<Vec<String>>
+    + Send
+    + 'static,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(headers)?;
+    let mut sets = match_params(p)?;
+    if sets.is_empty() {
+        sets.push(Vec::new());
+    }
+    let start = time_param(p, "start", MIN_TIME_MS)?;
+    let end = time_param(p, "end", MAX_TIME_MS)?;
+    let limit = limit_param(p)?;
+    let engine = state.engine.clone();
+    let mut out = run_blocking(DEFAULT_TIMEOUT, move || {
+        let q = engine.querier(&tenant)?;
+        let mut all = std::collections::BTreeSet::new();
+        for ms in &sets {
+            all.extend(lookup(&q, ms, start, end)?);
+        }
+        Ok(all.into_iter().collect::<Vec<_>>())
+    })
+    .await?;
+    let warnings = truncate_warn(&mut out, limit);
+    Ok(success(out, &warnings))
+}
+
 async fn labels(
     State(state): State<AppState>,
     headers: HeaderMap,
     p: Params,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant(&headers)?;
-    let sets = match_params(&p)?;
-    let start = time_param(&p, "start", MIN_TIME_MS)?;
-    let end = time_param(&p, "end", MAX_TIME_MS)?;
-    let limit = limit_param(&p)?;
-    let engine = state.engine.clone();
-    let mut names = run_blocking(DEFAULT_TIMEOUT, move || {
-        let q = engine.querier(&tenant)?;
-        let mut names = std::collections::BTreeSet::new();
-        if sets.is_empty() {
-            names.extend(q.label_names(&[], start, end)?);
-        }
-        for ms in &sets {
-            names.extend(q.label_names(ms, start, end)?);
-        }
-        Ok(names.into_iter().collect::<Vec<_>>())
+    label_lookup(&state, &headers, &p, |q, ms, start, end| {
+        q.label_names(ms, start, end)
     })
-    .await?;
-    let warnings = truncate_warn(&mut names, limit);
-    Ok(success(names, &warnings))
+    .await
 }
 
 async fn label_values(
@@ -431,27 +450,11 @@ async fn label_values(
     headers: HeaderMap,
     p: Params,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant(&headers)?;
     let name = unescape_label_name(&name)?;
-    let sets = match_params(&p)?;
-    let start = time_param(&p, "start", MIN_TIME_MS)?;
-    let end = time_param(&p, "end", MAX_TIME_MS)?;
-    let limit = limit_param(&p)?;
-    let engine = state.engine.clone();
-    let mut values = run_blocking(DEFAULT_TIMEOUT, move || {
-        let q = engine.querier(&tenant)?;
-        let mut values = std::collections::BTreeSet::new();
-        if sets.is_empty() {
-            values.extend(q.label_values(&name, &[], start, end)?);
-        }
-        for ms in &sets {
-            values.extend(q.label_values(&name, ms, start, end)?);
-        }
-        Ok(values.into_iter().collect::<Vec<_>>())
+    label_lookup(&state, &headers, &p, move |q, ms, start, end| {
+        q.label_values(&name, ms, start, end)
     })
-    .await?;
-    let warnings = truncate_warn(&mut values, limit);
-    Ok(success(values, &warnings))
+    .await
 }
 
 /// Label names in the path may use Prometheus's `U__` escaping for UTF-8 names.
@@ -552,10 +555,7 @@ async fn query_exemplars(
     p: Params,
 ) -> Result<Response, ApiError> {
     let tenant = tenant(&headers)?;
-    let q = p
-        .get("query")
-        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": missing"))?;
-    let expr = strata_query::parse(q).map_err(query_error)?;
+    let expr = strata_query::parse(&query_param(&p)?).map_err(query_error)?;
     let start = time_param(&p, "start", MIN_TIME_MS)?;
     let end = time_param(&p, "end", MAX_TIME_MS)?;
     if end < start {
@@ -641,10 +641,7 @@ async fn tsdb_status(
 }
 
 async fn format_query(p: Params) -> Result<Response, ApiError> {
-    let q = p
-        .get("query")
-        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": missing"))?;
-    let expr = strata_query::parse(q).map_err(query_error)?;
+    let expr = strata_query::parse(&query_param(&p)?).map_err(query_error)?;
     Ok(success(expr.to_string(), &[]))
 }
 

@@ -187,15 +187,7 @@ impl HistogramVec {
 
 /// Formats a float as the text format expects.
 pub fn fmt_f64(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
+    crate::api::fmt_value(v)
 }
 
 fn escape(v: &str) -> String {
