@@ -107,6 +107,50 @@ impl Default for EvalOptions {
     }
 }
 
+/// A query's value with the annotations (warnings and infos) raised while evaluating it,
+/// rendered as Prometheus's HTTP API renders them (`PromQL warning: ... (line:col)`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueryOutput {
+    /// The result.
+    pub value: Value,
+    /// Warning annotations.
+    pub warnings: Vec<String>,
+    /// Info annotations.
+    pub infos: Vec<String>,
+}
+
+/// Parses and evaluates `query` at `t` (ms).
+pub fn instant_query(
+    q: &Querier,
+    query: &str,
+    t: i64,
+    opts: &EvalOptions,
+) -> Result<QueryOutput, QueryError> {
+    let expr = parse(query)?;
+    Ok(QueryOutput {
+        value: eval_instant(q, &expr, t, opts)?,
+        warnings: Vec::new(),
+        infos: Vec::new(),
+    })
+}
+
+/// Parses and evaluates `query` over `[start, end]` every `step` (all ms).
+pub fn range_query(
+    q: &Querier,
+    query: &str,
+    start: i64,
+    end: i64,
+    step: i64,
+    opts: &EvalOptions,
+) -> Result<QueryOutput, QueryError> {
+    let expr = parse(query)?;
+    Ok(QueryOutput {
+        value: eval_range(q, &expr, start, end, step, opts)?,
+        warnings: Vec::new(),
+        infos: Vec::new(),
+    })
+}
+
 /// Parses a PromQL expression.
 pub fn parse(query: &str) -> Result<Expr, QueryError> {
     parser::parse(query).map_err(QueryError::Parse)
