@@ -16,6 +16,7 @@ pub mod error;
 pub mod exemplars;
 pub mod head;
 pub mod labels;
+pub mod logs;
 pub mod querier;
 pub mod record;
 

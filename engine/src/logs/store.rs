@@ -1,0 +1,1415 @@
+//! The per-tenant log store ([`LogStore`]) and the registry of all tenants ([`LogEngine`]).
+//!
+//! See the parent module for the data flow, durability and lock order.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use roaring::RoaringBitmap;
+use strata_wal::{CheckpointAction, SyncMode, Wal, WalOptions};
+
+use crate::db::valid_tenant;
+use crate::labels::{Labels, Matcher};
+
+use super::LogError;
+use super::block::{BLOCK_SUFFIX, ChunkToWrite, LogBlock, encode_block, write_block_file};
+use super::chunk::{LogEntry, decode_chunk, decode_index, encode_chunk};
+use super::filter::{
+    SignatureBuilder, is_trace_id_name, line_trace_ids, parse_trace_id, signature_bits,
+    signature_may_contain,
+};
+use super::record::{RECORD_LOG_PUSH, StreamEntries, decode_push, encode_push};
+
+type Result<T, E = LogError> = std::result::Result<T, E>;
+
+/// Options of the log store.
+#[derive(Clone, Debug)]
+pub struct LogStoreOptions {
+    /// Root data directory. Default: `./data`.
+    pub data_dir: PathBuf,
+    /// Raw line bytes at which a stream's head is cut into a chunk. Default: 256 KiB.
+    pub chunk_target_bytes: usize,
+    /// Sealed chunk bytes kept in memory before they are flushed into a block. Default: 64 MiB.
+    pub flush_bytes: usize,
+    /// Width of a block's time partition (ns). Default: 2 h.
+    pub partition_ns: i64,
+    /// WAL segment size. Default: 128 MiB.
+    pub wal_segment_size: u64,
+    /// WAL sync policy. Default: fsync before acknowledging.
+    pub wal_sync: SyncMode,
+    /// Repair a corrupt WAL instead of refusing to open. Default: false.
+    pub wal_repair: bool,
+}
+
+impl Default for LogStoreOptions {
+    fn default() -> Self {
+        LogStoreOptions {
+            data_dir: PathBuf::from("./data"),
+            chunk_target_bytes: 256 << 10,
+            flush_bytes: 64 << 20,
+            partition_ns: 2 * 3600 * 1_000_000_000,
+            wal_segment_size: 128 << 20,
+            wal_sync: SyncMode::EveryBatch,
+            wal_repair: false,
+        }
+    }
+}
+
+/// Per-tenant limits a push is checked against (0 disables a limit).
+#[derive(Clone, Debug)]
+pub struct PushLimits {
+    /// Largest line (bytes, metadata included). Default: 256 KiB.
+    pub max_line_size: usize,
+    /// Most streams a tenant may have. Default: 10 000.
+    pub max_streams: usize,
+    /// Most labels per stream. Default: 15.
+    pub max_labels_per_stream: usize,
+    /// How far behind a stream's newest entry an entry may be (ns). Default: 1 h.
+    pub out_of_order_window_ns: i64,
+    /// Oldest accepted timestamp relative to now (ns). Default: 7 days.
+    pub reject_older_than_ns: i64,
+    /// Newest accepted timestamp relative to now (ns). Default: 10 minutes.
+    pub creation_grace_ns: i64,
+}
+
+impl Default for PushLimits {
+    fn default() -> Self {
+        PushLimits {
+            max_line_size: 256 << 10,
+            max_streams: 10_000,
+            max_labels_per_stream: 15,
+            out_of_order_window_ns: 3600 * 1_000_000_000,
+            reject_older_than_ns: 7 * 24 * 3600 * 1_000_000_000,
+            creation_grace_ns: 600 * 1_000_000_000,
+        }
+    }
+}
+
+/// Why entries were refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// A line over `max_line_size`.
+    LineTooLong {
+        /// Stream labels.
+        stream: String,
+        /// Size of the line.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A stream with more labels than allowed.
+    TooManyLabels {
+        /// Stream labels.
+        stream: String,
+        /// Labels it has.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A new stream over the tenant's stream limit.
+    StreamLimit {
+        /// Stream labels.
+        stream: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// An entry older than the stream's newest minus the out-of-order window.
+    TooFarBehind {
+        /// Stream labels.
+        stream: String,
+        /// Entry timestamp.
+        ts: i64,
+        /// Oldest acceptable timestamp.
+        oldest: i64,
+    },
+    /// An entry older than `reject_older_than`.
+    TooOld {
+        /// Stream labels.
+        stream: String,
+        /// Entry timestamp.
+        ts: i64,
+    },
+    /// An entry newer than now plus the grace period.
+    TooNew {
+        /// Stream labels.
+        stream: String,
+        /// Entry timestamp.
+        ts: i64,
+    },
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejection::LineTooLong {
+                stream,
+                size,
+                limit,
+            } => write!(
+                f,
+                "stream {stream}: entry of {size} bytes exceeds the max line size of {limit} bytes (limit max_line_size)"
+            ),
+            Rejection::TooManyLabels {
+                stream,
+                count,
+                limit,
+            } => write!(
+                f,
+                "stream {stream}: {count} label names exceed the limit of {limit} (limit max_labels_per_stream)"
+            ),
+            Rejection::StreamLimit { stream, limit } => write!(
+                f,
+                "stream {stream}: the tenant already has the maximum of {limit} active streams (limit max_streams); reduce label cardinality or raise the limit"
+            ),
+            Rejection::TooFarBehind { stream, ts, oldest } => write!(
+                f,
+                "stream {stream}: entry with timestamp {ts} is too far behind: the oldest accepted timestamp for this stream is {oldest} (out-of-order window)"
+            ),
+            Rejection::TooOld { stream, ts } => write!(
+                f,
+                "stream {stream}: entry with timestamp {ts} is older than the tenant accepts (limit reject_older_than)"
+            ),
+            Rejection::TooNew { stream, ts } => write!(
+                f,
+                "stream {stream}: entry with timestamp {ts} is too far in the future (limit creation_grace_period)"
+            ),
+        }
+    }
+}
+
+/// What a push did.
+#[derive(Clone, Debug, Default)]
+pub struct PushReport {
+    /// Entries stored.
+    pub accepted: usize,
+    /// Bytes stored (lines + metadata).
+    pub accepted_bytes: usize,
+    /// Entries refused.
+    pub rejected: usize,
+    /// The first refusals (at most 10), for the response.
+    pub rejections: Vec<Rejection>,
+    /// True if any refusal was the stream limit (answered 429).
+    pub stream_limit: bool,
+}
+
+/// One stream as listed by queries.
+#[derive(Clone, Debug)]
+pub struct StreamInfo {
+    /// Stream id in this store.
+    pub id: u32,
+    /// Its labels.
+    pub labels: Arc<Labels>,
+}
+
+/// Totals for `index/stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Streams.
+    pub streams: u64,
+    /// Chunks (head buffers count as one each).
+    pub chunks: u64,
+    /// Raw line bytes.
+    pub bytes: u64,
+    /// Entries.
+    pub entries: u64,
+}
+
+/// What to select: streams, time range `[start, end)` in ns, and literals every returned
+/// chunk may contain (used to skip chunks; callers still filter lines).
+#[derive(Clone, Debug, Default)]
+pub struct ChunkSelect<'a> {
+    /// Stream matchers.
+    pub matchers: &'a [Matcher],
+    /// Inclusive start (ns).
+    pub start: i64,
+    /// Exclusive end (ns).
+    pub end: i64,
+    /// Literals that every matching line contains (case-insensitively is enough).
+    pub literals: &'a [String],
+    /// A trace id every matching line carries (in its line or metadata).
+    pub trace_id: Option<u128>,
+}
+
+#[derive(Clone, Debug)]
+enum Source {
+    Sealed(Bytes),
+    Head(Arc<Vec<LogEntry>>),
+}
+
+/// A chunk (or a snapshot of a head buffer) selected by a query.
+#[derive(Clone, Debug)]
+pub struct ChunkRef {
+    /// Stream id.
+    pub stream_id: u32,
+    /// Stream labels.
+    pub labels: Arc<Labels>,
+    /// Smallest timestamp.
+    pub min_t: i64,
+    /// Largest timestamp.
+    pub max_t: i64,
+    /// Entries.
+    pub entries: u32,
+    /// Raw line bytes.
+    pub raw_bytes: u64,
+    source: Source,
+}
+
+impl ChunkRef {
+    /// Decodes every entry (sorted by timestamp).
+    pub fn entries(&self) -> Result<Vec<LogEntry>> {
+        match &self.source {
+            Source::Sealed(b) => decode_chunk(b),
+            Source::Head(v) => Ok(v.as_ref().clone()),
+        }
+    }
+
+    /// Visits every entry without copying head buffers.
+    pub fn for_each(&self, mut f: impl FnMut(&LogEntry)) -> Result<()> {
+        match &self.source {
+            Source::Sealed(b) => {
+                for e in decode_chunk(b)? {
+                    f(&e);
+                }
+            }
+            Source::Head(v) => v.iter().for_each(f),
+        }
+        Ok(())
+    }
+
+    /// Timestamps and line lengths only (does not decompress lines of sealed chunks).
+    pub fn index(&self) -> Result<Vec<(i64, u32)>> {
+        match &self.source {
+            Source::Sealed(b) => decode_index(b),
+            Source::Head(v) => Ok(v.iter().map(|e| (e.ts, e.line.len() as u32)).collect()),
+        }
+    }
+}
+
+struct SealedChunk {
+    stream: u32,
+    min_t: i64,
+    max_t: i64,
+    entries: u32,
+    raw_bytes: u32,
+    data: Bytes,
+    signature: Bytes,
+    /// Trace ids while the chunk is only in memory; `None` once it is in a block.
+    traces: Option<Vec<u128>>,
+    /// Block index once flushed.
+    block: Option<usize>,
+}
+
+struct Stream {
+    labels: Arc<Labels>,
+    head: Vec<LogEntry>,
+    head_bytes: usize,
+    head_sorted: bool,
+    newest: i64,
+    min_t: i64,
+    max_t: i64,
+    chunks: Vec<u32>,
+}
+
+#[derive(Default)]
+struct Inner {
+    streams: Vec<Stream>,
+    by_hash: HashMap<u64, Vec<u32>>,
+    postings: BTreeMap<String, BTreeMap<String, RoaringBitmap>>,
+    chunks: Vec<SealedChunk>,
+    blocks: Vec<Arc<LogBlock>>,
+    /// Block chunk ordinal → global chunk id, per block.
+    block_chunk_ids: Vec<Vec<u32>>,
+    /// Trace id → chunk ids, for chunks not yet in a block.
+    mem_traces: HashMap<u128, Vec<u32>>,
+    unflushed_bytes: usize,
+    block_seq: u64,
+}
+
+impl Inner {
+    fn stream_id(&self, labels: &Labels, hash: u64) -> Option<u32> {
+        self.by_hash.get(&hash)?.iter().copied().find(|&id| {
+            self.streams
+                .get(id as usize)
+                .is_some_and(|s| *s.labels == *labels)
+        })
+    }
+
+    fn create_stream(&mut self, labels: Labels, hash: u64) -> u32 {
+        let id = self.streams.len() as u32;
+        for l in labels.iter() {
+            self.postings
+                .entry(l.name.clone())
+                .or_default()
+                .entry(l.value.clone())
+                .or_default()
+                .insert(id);
+        }
+        self.by_hash.entry(hash).or_default().push(id);
+        self.streams.push(Stream {
+            labels: Arc::new(labels),
+            head: Vec::new(),
+            head_bytes: 0,
+            head_sorted: true,
+            newest: i64::MIN,
+            min_t: i64::MAX,
+            max_t: i64::MIN,
+            chunks: Vec::new(),
+        });
+        id
+    }
+
+    fn get_or_create(&mut self, labels: &Labels) -> u32 {
+        let hash = labels.stable_hash();
+        match self.stream_id(labels, hash) {
+            Some(id) => id,
+            None => self.create_stream(labels.clone(), hash),
+        }
+    }
+
+    /// Appends entries to a stream's head (no checks: they were validated before the WAL).
+    fn apply(&mut self, id: u32, entries: Vec<LogEntry>, target: usize) -> Result<()> {
+        let Some(s) = self.streams.get_mut(id as usize) else {
+            return Ok(());
+        };
+        for e in entries {
+            if s.head.last().is_some_and(|l| l.ts > e.ts) {
+                s.head_sorted = false;
+            }
+            s.newest = s.newest.max(e.ts);
+            s.min_t = s.min_t.min(e.ts);
+            s.max_t = s.max_t.max(e.ts);
+            s.head_bytes += e.line.len();
+            s.head.push(e);
+        }
+        if s.head_bytes >= target {
+            self.seal(id)?;
+        }
+        Ok(())
+    }
+
+    /// Cuts a stream's head into a sealed chunk.
+    fn seal(&mut self, id: u32) -> Result<()> {
+        let Some(s) = self.streams.get_mut(id as usize) else {
+            return Ok(());
+        };
+        if s.head.is_empty() {
+            return Ok(());
+        }
+        let mut head = std::mem::take(&mut s.head);
+        let raw = s.head_bytes;
+        s.head_bytes = 0;
+        if !s.head_sorted {
+            head.sort_by_key(|e| e.ts);
+        }
+        s.head_sorted = true;
+        let data = encode_chunk(&head)?;
+        let mut sig = SignatureBuilder::new(signature_bits(raw));
+        let mut traces = Vec::new();
+        for e in &head {
+            sig.add(e.line.as_bytes());
+            line_trace_ids(e.line.as_bytes(), |t| traces.push(t));
+            for (n, v) in &e.metadata {
+                if is_trace_id_name(n)
+                    && let Some(t) = parse_trace_id(v)
+                {
+                    traces.push(t);
+                }
+            }
+        }
+        traces.sort_unstable();
+        traces.dedup();
+        let cid = self.chunks.len() as u32;
+        for &t in &traces {
+            self.mem_traces.entry(t).or_default().push(cid);
+        }
+        s.chunks.push(cid);
+        self.unflushed_bytes += data.len();
+        self.chunks.push(SealedChunk {
+            stream: id,
+            min_t: head.first().map_or(0, |e| e.ts),
+            max_t: head.last().map_or(0, |e| e.ts),
+            entries: head.len() as u32,
+            raw_bytes: raw as u32,
+            data: Bytes::from(data),
+            signature: Bytes::from(sig.finish()),
+            traces: Some(traces),
+            block: None,
+        });
+        Ok(())
+    }
+
+    fn select_streams(&self, matchers: &[Matcher]) -> RoaringBitmap {
+        let mut result: Option<RoaringBitmap> = None;
+        let all = || (0..self.streams.len() as u32).collect::<RoaringBitmap>();
+        // Positive, non-empty-matching matchers through postings first.
+        for m in matchers.iter().filter(|m| !m.matches_empty()) {
+            let mut set = RoaringBitmap::new();
+            if let Some(values) = self.postings.get(&m.name) {
+                if m.op == crate::labels::MatchOp::Equal {
+                    if let Some(p) = values.get(&m.value) {
+                        set |= p;
+                    }
+                } else {
+                    for (v, p) in values {
+                        if m.matches(v) {
+                            set |= p;
+                        }
+                    }
+                }
+            }
+            result = Some(match result {
+                Some(r) => r & set,
+                None => set,
+            });
+        }
+        let mut result = result.unwrap_or_else(all);
+        for m in matchers.iter().filter(|m| m.matches_empty()) {
+            result = result
+                .iter()
+                .filter(|&id| {
+                    self.streams
+                        .get(id as usize)
+                        .is_some_and(|s| m.matches_labels(&s.labels))
+                })
+                .collect();
+        }
+        result
+    }
+}
+
+/// What opening a tenant's log store found.
+#[derive(Clone, Debug, Default)]
+pub struct LogOpenReport {
+    /// Tenant id.
+    pub tenant: String,
+    /// Blocks loaded.
+    pub blocks: usize,
+    /// Entries replayed from the WAL.
+    pub replayed_entries: u64,
+    /// What WAL recovery dropped, if anything beyond a torn tail.
+    pub repair: Option<String>,
+    /// Replay time.
+    pub replay_time: Duration,
+}
+
+/// One tenant's logs.
+pub struct LogStore {
+    id: String,
+    dir: PathBuf,
+    opts: LogStoreOptions,
+    wal: Wal,
+    gate: RwLock<()>,
+    inner: RwLock<Inner>,
+    flush_lock: Mutex<()>,
+    wal_failed: AtomicBool,
+    entries_total: AtomicU64,
+    bytes_total: AtomicU64,
+}
+
+impl std::fmt::Debug for LogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore")
+            .field("tenant", &self.id)
+            .finish()
+    }
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+impl LogStore {
+    /// Opens (creating if needed) a tenant's log store: loads blocks, replays the WAL.
+    pub fn open(id: &str, opts: &LogStoreOptions) -> Result<(LogStore, LogOpenReport)> {
+        if !valid_tenant(id) {
+            return Err(LogError::InvalidTenant(id.to_string()));
+        }
+        let dir = opts.data_dir.join("tenants").join(id).join("logs");
+        let blocks_dir = dir.join("blocks");
+        std::fs::create_dir_all(&blocks_dir)
+            .map_err(|e| LogError::io("create log dir", &blocks_dir, e))?;
+        let mut report = LogOpenReport {
+            tenant: id.to_string(),
+            ..LogOpenReport::default()
+        };
+        let start = Instant::now();
+        let mut inner = Inner::default();
+        let mut paths = Vec::new();
+        let entries = std::fs::read_dir(&blocks_dir)
+            .map_err(|e| LogError::io("list log blocks", &blocks_dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| LogError::io("list log blocks", &blocks_dir, e))?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".tmp") {
+                tracing::warn!(tenant = id, path = %path.display(), "removing incomplete log block left by a crash");
+                std::fs::remove_file(&path)
+                    .map_err(|e| LogError::io("remove incomplete log block", &path, e))?;
+            } else if name.ends_with(BLOCK_SUFFIX) {
+                paths.push((name, path));
+            }
+        }
+        paths.sort();
+        for (name, path) in paths {
+            let block = LogBlock::open(&path)?;
+            if let Some(seq) = name
+                .trim_end_matches(BLOCK_SUFFIX)
+                .rsplit('-')
+                .next()
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                inner.block_seq = inner.block_seq.max(seq + 1);
+            }
+            load_block(&mut inner, Arc::new(block));
+        }
+        report.blocks = inner.blocks.len();
+
+        let wal_opts = WalOptions {
+            segment_size: opts.wal_segment_size,
+            sync: opts.wal_sync,
+            recovery: if opts.wal_repair {
+                strata_wal::RecoveryMode::Repair
+            } else {
+                strata_wal::RecoveryMode::TolerateTornTail
+            },
+        };
+        let (wal, mut replay, repair) = Wal::open(dir.join("wal"), wal_opts)?;
+        if let Some(r) = repair
+            && !r.is_torn_tail_only()
+        {
+            let summary = format!(
+                "{} bytes dropped ({} intact records)",
+                r.bytes_dropped(),
+                r.intact_records_dropped()
+            );
+            tracing::warn!(tenant = id, %summary, "log WAL repaired: data after the corruption was dropped");
+            report.repair = Some(summary);
+        }
+        while let Some(rec) = replay.next_record() {
+            let rec = rec?;
+            if rec.kind != RECORD_LOG_PUSH {
+                return Err(LogError::Corrupt {
+                    what: "log WAL",
+                    offset: 0,
+                    reason: format!("unknown record kind {}", rec.kind),
+                });
+            }
+            for s in decode_push(rec.payload)? {
+                let sid = inner.get_or_create(&s.labels);
+                report.replayed_entries += s.entries.len() as u64;
+                inner.apply(sid, s.entries, opts.chunk_target_bytes)?;
+            }
+        }
+        drop(replay);
+        report.replay_time = start.elapsed();
+        Ok((
+            LogStore {
+                id: id.to_string(),
+                dir,
+                opts: opts.clone(),
+                wal,
+                gate: RwLock::new(()),
+                inner: RwLock::new(inner),
+                flush_lock: Mutex::new(()),
+                wal_failed: AtomicBool::new(false),
+                entries_total: AtomicU64::new(0),
+                bytes_total: AtomicU64::new(0),
+            },
+            report,
+        ))
+    }
+
+    /// The tenant id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The tenant's log directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Entries and bytes accepted since start.
+    pub fn ingested(&self) -> (u64, u64) {
+        (
+            self.entries_total.load(Ordering::Relaxed),
+            self.bytes_total.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Validates, logs and applies a push. Entries that break a limit are left out and
+    /// reported; the rest is stored. Returns once the stored part is durable.
+    pub fn push(&self, streams: Vec<StreamEntries>, limits: &PushLimits) -> Result<PushReport> {
+        if self.wal_failed.load(Ordering::Acquire) {
+            return Err(LogError::WalFailed(self.id.clone()));
+        }
+        let _gate = self.gate.read();
+        let mut report = PushReport::default();
+        let now = now_ns();
+        let reject = |report: &mut PushReport, r: Rejection, n: usize| {
+            report.rejected += n;
+            if matches!(r, Rejection::StreamLimit { .. }) {
+                report.stream_limit = true;
+            }
+            if report.rejections.len() < 10 {
+                report.rejections.push(r);
+            }
+        };
+        // Validate against the current state; new streams are counted against the limit.
+        let mut accepted: Vec<StreamEntries> = Vec::with_capacity(streams.len());
+        {
+            let inner = self.inner.read();
+            let mut new_streams = 0usize;
+            let mut newest_in_batch: HashMap<u64, i64> = HashMap::new();
+            for s in streams {
+                let name = s.labels.to_string();
+                if limits.max_labels_per_stream > 0 && s.labels.len() > limits.max_labels_per_stream
+                {
+                    let n = s.entries.len();
+                    reject(
+                        &mut report,
+                        Rejection::TooManyLabels {
+                            stream: name,
+                            count: s.labels.len(),
+                            limit: limits.max_labels_per_stream,
+                        },
+                        n,
+                    );
+                    continue;
+                }
+                let hash = s.labels.stable_hash();
+                let existing = inner.stream_id(&s.labels, hash);
+                if existing.is_none() && !newest_in_batch.contains_key(&hash) {
+                    if limits.max_streams > 0
+                        && inner.streams.len() + new_streams >= limits.max_streams
+                    {
+                        let n = s.entries.len();
+                        reject(
+                            &mut report,
+                            Rejection::StreamLimit {
+                                stream: name,
+                                limit: limits.max_streams,
+                            },
+                            n,
+                        );
+                        continue;
+                    }
+                    new_streams += 1;
+                }
+                let stream_newest = existing
+                    .and_then(|id| inner.streams.get(id as usize))
+                    .map_or(i64::MIN, |st| st.newest);
+                let newest = newest_in_batch.entry(hash).or_insert(stream_newest);
+                let mut keep = Vec::with_capacity(s.entries.len());
+                for e in s.entries {
+                    let size = e.size();
+                    if limits.max_line_size > 0 && size > limits.max_line_size {
+                        reject(
+                            &mut report,
+                            Rejection::LineTooLong {
+                                stream: name.clone(),
+                                size,
+                                limit: limits.max_line_size,
+                            },
+                            1,
+                        );
+                        continue;
+                    }
+                    if limits.creation_grace_ns > 0
+                        && e.ts > now.saturating_add(limits.creation_grace_ns)
+                    {
+                        reject(
+                            &mut report,
+                            Rejection::TooNew {
+                                stream: name.clone(),
+                                ts: e.ts,
+                            },
+                            1,
+                        );
+                        continue;
+                    }
+                    if limits.reject_older_than_ns > 0
+                        && e.ts < now.saturating_sub(limits.reject_older_than_ns)
+                    {
+                        reject(
+                            &mut report,
+                            Rejection::TooOld {
+                                stream: name.clone(),
+                                ts: e.ts,
+                            },
+                            1,
+                        );
+                        continue;
+                    }
+                    let oldest = newest.saturating_sub(limits.out_of_order_window_ns);
+                    if *newest != i64::MIN && e.ts < oldest {
+                        reject(
+                            &mut report,
+                            Rejection::TooFarBehind {
+                                stream: name.clone(),
+                                ts: e.ts,
+                                oldest,
+                            },
+                            1,
+                        );
+                        continue;
+                    }
+                    *newest = (*newest).max(e.ts);
+                    report.accepted += 1;
+                    report.accepted_bytes += size;
+                    keep.push(e);
+                }
+                if !keep.is_empty() {
+                    accepted.push(StreamEntries {
+                        labels: s.labels,
+                        entries: keep,
+                    });
+                }
+            }
+        }
+        if accepted.is_empty() {
+            return Ok(report);
+        }
+        let mut payload = Vec::with_capacity(report.accepted_bytes + 64 * report.accepted);
+        encode_push(&accepted, &mut payload);
+        if let Err(e) = self.wal.append(&[(RECORD_LOG_PUSH, &payload)]) {
+            self.wal_failed.store(true, Ordering::Release);
+            tracing::error!(tenant = %self.id, error = %e, "log WAL append failed; refusing writes until restart");
+            return Err(e.into());
+        }
+        let mut inner = self.inner.write();
+        for s in accepted {
+            let id = inner.get_or_create(&s.labels);
+            inner.apply(id, s.entries, self.opts.chunk_target_bytes)?;
+        }
+        let due = inner.unflushed_bytes >= self.opts.flush_bytes;
+        drop(inner);
+        self.entries_total
+            .fetch_add(report.accepted as u64, Ordering::Relaxed);
+        self.bytes_total
+            .fetch_add(report.accepted_bytes as u64, Ordering::Relaxed);
+        drop(_gate);
+        if due {
+            self.flush()?;
+        }
+        Ok(report)
+    }
+
+    /// Seals every head and writes all sealed, unflushed chunks into time-partitioned block
+    /// files, then drops the WAL segments they covered. Returns the number of blocks written.
+    pub fn flush(&self) -> Result<usize> {
+        let _one = self.flush_lock.lock();
+        let _gate = self.gate.write();
+        let mut inner = self.inner.write();
+        for id in 0..inner.streams.len() as u32 {
+            inner.seal(id)?;
+        }
+        // Group unflushed chunks by partition.
+        let mut parts: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+        for (cid, c) in inner.chunks.iter().enumerate() {
+            if c.block.is_none() {
+                parts
+                    .entry(c.min_t.div_euclid(self.opts.partition_ns))
+                    .or_default()
+                    .push(cid as u32);
+            }
+        }
+        let blocks_dir = self.dir.join("blocks");
+        let mut written = 0;
+        for (part, cids) in parts {
+            let mut stream_ord: HashMap<u32, u32> = HashMap::new();
+            let mut streams = Vec::new();
+            for &cid in &cids {
+                if let Some(c) = inner.chunks.get(cid as usize) {
+                    stream_ord.entry(c.stream).or_insert_with(|| {
+                        streams.push(
+                            inner
+                                .streams
+                                .get(c.stream as usize)
+                                .map(|s| (*s.labels).clone())
+                                .unwrap_or_default(),
+                        );
+                        (streams.len() - 1) as u32
+                    });
+                }
+            }
+            let empty: Vec<u128> = Vec::new();
+            let to_write: Vec<ChunkToWrite<'_>> = cids
+                .iter()
+                .filter_map(|&cid| inner.chunks.get(cid as usize))
+                .map(|c| ChunkToWrite {
+                    stream: stream_ord.get(&c.stream).copied().unwrap_or(0),
+                    min_t: c.min_t,
+                    max_t: c.max_t,
+                    entries: c.entries,
+                    raw_bytes: c.raw_bytes,
+                    data: &c.data,
+                    signature: &c.signature,
+                    trace_ids: c.traces.as_deref().unwrap_or(&empty),
+                })
+                .collect();
+            let bytes = encode_block(&streams, &to_write)?;
+            drop(to_write);
+            let name = format!(
+                "{:020}-{:08}{BLOCK_SUFFIX}",
+                part.saturating_mul(self.opts.partition_ns).max(0),
+                inner.block_seq
+            );
+            inner.block_seq += 1;
+            let path = write_block_file(&blocks_dir, &name, &bytes)?;
+            drop(bytes);
+            let block = Arc::new(LogBlock::open(&path)?);
+            // Point the chunks at the mapped file and release their memory.
+            let bidx = inner.blocks.len();
+            for (ord, &cid) in cids.iter().enumerate() {
+                let Some(bc) = block.chunks.get(ord).cloned() else {
+                    continue;
+                };
+                if let Some(c) = inner.chunks.get_mut(cid as usize) {
+                    c.data = bc.data;
+                    c.signature = bc.signature;
+                    c.traces = None;
+                    c.block = Some(bidx);
+                }
+            }
+            inner.block_chunk_ids.push(cids);
+            inner.blocks.push(block);
+            written += 1;
+        }
+        inner.mem_traces.clear();
+        inner.unflushed_bytes = 0;
+        drop(inner);
+        // Everything the WAL holds is now in blocks: drop it.
+        let next = self.wal.rotate()?;
+        if next > 0 {
+            let covered = next - 1;
+            if self.wal.last_checkpoint().is_none_or(|c| c < covered)
+                && self.wal.segments().first().is_some_and(|&f| f <= covered)
+            {
+                self.wal
+                    .checkpoint(covered, |_, _| CheckpointAction::Drop)?;
+            }
+        }
+        Ok(written)
+    }
+
+    /// Syncs the WAL.
+    pub fn sync(&self) -> Result<()> {
+        self.wal.sync()?;
+        Ok(())
+    }
+
+    /// Streams matching every matcher that have data in `[start, end)`.
+    pub fn streams(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<StreamInfo> {
+        let inner = self.inner.read();
+        inner
+            .select_streams(matchers)
+            .iter()
+            .filter_map(|id| {
+                let s = inner.streams.get(id as usize)?;
+                (s.max_t >= start && s.min_t < end).then(|| StreamInfo {
+                    id,
+                    labels: s.labels.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Label names of the streams matching `matchers` with data in `[start, end)`, sorted.
+    pub fn label_names(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<String> {
+        let mut names = std::collections::BTreeSet::new();
+        for s in self.streams(matchers, start, end) {
+            for l in s.labels.iter() {
+                names.insert(l.name.clone());
+            }
+        }
+        names.into_iter().collect()
+    }
+
+    /// Values of label `name` over the matching streams, sorted.
+    pub fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Vec<String> {
+        let mut values = std::collections::BTreeSet::new();
+        for s in self.streams(matchers, start, end) {
+            if let Some(v) = s.labels.get(name) {
+                values.insert(v.to_string());
+            }
+        }
+        values.into_iter().collect()
+    }
+
+    /// Chunks (and head snapshots) that may hold matching entries, in no particular order.
+    pub fn select(&self, q: &ChunkSelect<'_>) -> Vec<ChunkRef> {
+        let grams: Vec<Vec<u32>> = q
+            .literals
+            .iter()
+            .filter_map(|l| super::filter::literal_grams(l))
+            .collect();
+        let inner = self.inner.read();
+        let streams = inner.select_streams(q.matchers);
+        // Chunks holding the trace id, when one is required.
+        let trace_set: Option<std::collections::HashSet<u32>> = q.trace_id.map(|t| {
+            let mut set: std::collections::HashSet<u32> = inner
+                .mem_traces
+                .get(&t)
+                .map(|v| v.iter().copied().collect())
+                .unwrap_or_default();
+            for (b, ids) in inner.blocks.iter().zip(&inner.block_chunk_ids) {
+                if t < 1 || b.trace_count() == 0 {
+                    continue;
+                }
+                for ord in b.trace_chunks(t) {
+                    if let Some(&cid) = ids.get(ord as usize) {
+                        set.insert(cid);
+                    }
+                }
+            }
+            set
+        });
+        let mut out = Vec::new();
+        for sid in &streams {
+            let Some(s) = inner.streams.get(sid as usize) else {
+                continue;
+            };
+            if s.max_t < q.start || s.min_t >= q.end {
+                continue;
+            }
+            for &cid in &s.chunks {
+                let Some(c) = inner.chunks.get(cid as usize) else {
+                    continue;
+                };
+                if c.max_t < q.start || c.min_t >= q.end {
+                    continue;
+                }
+                if let Some(set) = &trace_set
+                    && !set.contains(&cid)
+                {
+                    continue;
+                }
+                if !grams.iter().all(|g| signature_may_contain(&c.signature, g)) {
+                    continue;
+                }
+                out.push(ChunkRef {
+                    stream_id: sid,
+                    labels: s.labels.clone(),
+                    min_t: c.min_t,
+                    max_t: c.max_t,
+                    entries: c.entries,
+                    raw_bytes: u64::from(c.raw_bytes),
+                    source: Source::Sealed(c.data.clone()),
+                });
+            }
+            let head: Vec<LogEntry> = s
+                .head
+                .iter()
+                .filter(|e| e.ts >= q.start && e.ts < q.end)
+                .cloned()
+                .collect();
+            if let (Some(min_t), Some(max_t)) = (
+                head.iter().map(|e| e.ts).min(),
+                head.iter().map(|e| e.ts).max(),
+            ) {
+                let mut head = head;
+                head.sort_by_key(|e| e.ts);
+                out.push(ChunkRef {
+                    stream_id: sid,
+                    labels: s.labels.clone(),
+                    min_t,
+                    max_t,
+                    entries: head.len() as u32,
+                    raw_bytes: head.iter().map(|e| e.line.len() as u64).sum(),
+                    source: Source::Head(Arc::new(head)),
+                });
+            }
+        }
+        out
+    }
+
+    /// Totals over the streams matching `matchers` in `[start, end)` (chunk granularity).
+    pub fn stats(&self, matchers: &[Matcher], start: i64, end: i64) -> StoreStats {
+        let refs = self.select(&ChunkSelect {
+            matchers,
+            start,
+            end,
+            ..ChunkSelect::default()
+        });
+        let mut streams = std::collections::HashSet::new();
+        let mut st = StoreStats::default();
+        for c in &refs {
+            streams.insert(c.stream_id);
+            st.chunks += 1;
+            st.bytes += c.raw_bytes;
+            st.entries += u64::from(c.entries);
+        }
+        st.streams = streams.len() as u64;
+        st
+    }
+
+    /// Bytes on disk in block files.
+    pub fn block_bytes(&self) -> u64 {
+        self.inner
+            .read()
+            .blocks
+            .iter()
+            .map(|b| b.size() as u64)
+            .sum()
+    }
+
+    /// Number of block files.
+    pub fn num_blocks(&self) -> usize {
+        self.inner.read().blocks.len()
+    }
+
+    /// Number of streams.
+    pub fn num_streams(&self) -> usize {
+        self.inner.read().streams.len()
+    }
+}
+
+fn load_block(inner: &mut Inner, block: Arc<LogBlock>) {
+    let mut ids = Vec::with_capacity(block.chunks.len());
+    let stream_ids: Vec<u32> = block
+        .streams
+        .iter()
+        .map(|l| inner.get_or_create(l))
+        .collect();
+    let bidx = inner.blocks.len();
+    for c in &block.chunks {
+        let sid = stream_ids.get(c.stream as usize).copied().unwrap_or(0);
+        let cid = inner.chunks.len() as u32;
+        if let Some(s) = inner.streams.get_mut(sid as usize) {
+            s.chunks.push(cid);
+            s.min_t = s.min_t.min(c.min_t);
+            s.max_t = s.max_t.max(c.max_t);
+            s.newest = s.newest.max(c.max_t);
+        }
+        inner.chunks.push(SealedChunk {
+            stream: sid,
+            min_t: c.min_t,
+            max_t: c.max_t,
+            entries: c.entries,
+            raw_bytes: c.raw_bytes,
+            data: c.data.clone(),
+            signature: c.signature.clone(),
+            traces: None,
+            block: Some(bidx),
+        });
+        ids.push(cid);
+    }
+    inner.block_chunk_ids.push(ids);
+    inner.blocks.push(block);
+}
+
+/// The log stores of all tenants.
+pub struct LogEngine {
+    opts: LogStoreOptions,
+    tenants: RwLock<HashMap<String, Arc<LogStore>>>,
+    create_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for LogEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogEngine")
+            .field("data_dir", &self.opts.data_dir)
+            .finish()
+    }
+}
+
+impl LogEngine {
+    /// An engine that opens tenants on first use only.
+    pub fn lazy(opts: LogStoreOptions) -> LogEngine {
+        LogEngine {
+            opts,
+            tenants: RwLock::new(HashMap::new()),
+            create_lock: Mutex::new(()),
+        }
+    }
+
+    /// Opens every tenant found with a `logs/` directory (blocks loaded, WAL replayed).
+    pub fn open(opts: LogStoreOptions) -> Result<(LogEngine, Vec<LogOpenReport>)> {
+        let engine = LogEngine::lazy(opts);
+        let tenants_dir = engine.opts.data_dir.join("tenants");
+        let mut reports = Vec::new();
+        if tenants_dir.is_dir() {
+            let entries = std::fs::read_dir(&tenants_dir)
+                .map_err(|e| LogError::io("list tenants", &tenants_dir, e))?;
+            let mut ids = Vec::new();
+            for entry in entries {
+                let entry = entry.map_err(|e| LogError::io("list tenants", &tenants_dir, e))?;
+                if entry.path().join("logs").is_dir() {
+                    ids.push(entry.file_name().to_string_lossy().into_owned());
+                }
+            }
+            ids.sort();
+            for id in ids {
+                let (store, report) = LogStore::open(&id, &engine.opts)?;
+                engine.tenants.write().insert(id, Arc::new(store));
+                reports.push(report);
+            }
+        }
+        Ok((engine, reports))
+    }
+
+    /// The tenant's store, created on first use.
+    pub fn tenant(&self, id: &str) -> Result<Arc<LogStore>> {
+        if let Some(t) = self.tenants.read().get(id) {
+            return Ok(t.clone());
+        }
+        let _g = self.create_lock.lock();
+        if let Some(t) = self.tenants.read().get(id) {
+            return Ok(t.clone());
+        }
+        let (store, report) = LogStore::open(id, &self.opts)?;
+        tracing::info!(
+            tenant = id,
+            blocks = report.blocks,
+            replayed = report.replayed_entries,
+            "opened log store"
+        );
+        let store = Arc::new(store);
+        self.tenants.write().insert(id.to_string(), store.clone());
+        Ok(store)
+    }
+
+    /// The tenant's store if it exists (reads never create tenants).
+    pub fn existing(&self, id: &str) -> Option<Arc<LogStore>> {
+        if let Some(t) = self.tenants.read().get(id) {
+            return Some(t.clone());
+        }
+        // A tenant with data on disk that was not opened yet (lazy engines).
+        if valid_tenant(id)
+            && self
+                .opts
+                .data_dir
+                .join("tenants")
+                .join(id)
+                .join("logs")
+                .is_dir()
+        {
+            return self.tenant(id).ok();
+        }
+        None
+    }
+
+    /// Ids of the open tenants, sorted.
+    pub fn tenant_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.tenants.read().keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Flushes every tenant whose sealed chunks are due (or all, with `force`).
+    pub fn flush_all(&self) -> Result<()> {
+        let tenants: Vec<Arc<LogStore>> = self.tenants.read().values().cloned().collect();
+        let mut first = None;
+        for t in tenants {
+            if let Err(e) = t.flush() {
+                tracing::error!(tenant = %t.id(), error = %e, "flushing logs failed");
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Syncs every tenant's WAL.
+    pub fn close(&self) -> Result<()> {
+        let tenants: Vec<Arc<LogStore>> = self.tenants.read().values().cloned().collect();
+        for t in tenants {
+            t.sync()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(dir: &Path) -> LogStoreOptions {
+        LogStoreOptions {
+            data_dir: dir.to_path_buf(),
+            chunk_target_bytes: 200,
+            ..LogStoreOptions::default()
+        }
+    }
+
+    fn push(store: &LogStore, job: &str, lines: &[(i64, &str)]) -> PushReport {
+        store
+            .push(
+                vec![StreamEntries {
+                    labels: Labels::from_pairs(&[("job", job)]).unwrap(),
+                    entries: lines
+                        .iter()
+                        .map(|&(ts, l)| LogEntry {
+                            ts,
+                            line: l.to_string(),
+                            metadata: vec![],
+                        })
+                        .collect(),
+                }],
+                &PushLimits {
+                    reject_older_than_ns: 0,
+                    creation_grace_ns: 0,
+                    ..PushLimits::default()
+                },
+            )
+            .unwrap()
+    }
+
+    fn all_lines(store: &LogStore, literals: &[String]) -> Vec<(i64, String)> {
+        let m = [Matcher::new(crate::labels::MatchOp::Regex, "job", ".+").unwrap()];
+        let mut out = Vec::new();
+        for c in store.select(&ChunkSelect {
+            matchers: &m,
+            start: i64::MIN,
+            end: i64::MAX,
+            literals,
+            trace_id: None,
+        }) {
+            c.for_each(|e| out.push((e.ts, e.line.clone()))).unwrap();
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn push_select_flush_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        {
+            let (store, _) = LogStore::open("t1", &opts(dir.path())).unwrap();
+            let lines: Vec<String> = (0..50)
+                .map(|i| format!("line {i} level=info msg=\"request served\" padding-padding"))
+                .collect();
+            let batch: Vec<(i64, &str)> = lines
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (i as i64 * 10, l.as_str()))
+                .collect();
+            let r = push(&store, "a", &batch);
+            assert_eq!(r.accepted, 50);
+            let needle = format!("trace_id={trace} error timeout");
+            push(&store, "b", &[(5, needle.as_str())]);
+            assert_eq!(all_lines(&store, &[]).len(), 51);
+            let hits = all_lines(&store, &[trace.to_string()]);
+            assert!(hits.iter().any(|(_, l)| l.contains(trace)));
+            assert!(
+                hits.len() < 51,
+                "the filter skipped nothing: {}",
+                hits.len()
+            );
+            // The trace index finds the chunk (after the head is sealed).
+            store.flush().unwrap();
+            let m = [Matcher::new(crate::labels::MatchOp::Regex, "job", ".+").unwrap()];
+            let refs = store.select(&ChunkSelect {
+                matchers: &m,
+                start: 0,
+                end: 1000,
+                literals: &[],
+                trace_id: parse_trace_id(trace),
+            });
+            assert_eq!(refs.len(), 1);
+            assert_eq!(
+                &*refs[0].labels,
+                &Labels::from_pairs(&[("job", "b")]).unwrap()
+            );
+            assert!(store.num_blocks() >= 1);
+            // Out-of-order within the window is accepted; this one goes to the head.
+            push(&store, "a", &[(3, "late line")]);
+        }
+        let (store, report) = LogStore::open("t1", &opts(dir.path())).unwrap();
+        assert_eq!(
+            report.replayed_entries, 1,
+            "only the post-flush push is replayed"
+        );
+        let lines = all_lines(&store, &[]);
+        assert_eq!(lines.len(), 52);
+        assert_eq!(
+            lines[0],
+            (
+                0,
+                "line 0 level=info msg=\"request served\" padding-padding".into()
+            )
+        );
+        assert_eq!(
+            store.label_values("job", &[], i64::MIN, i64::MAX),
+            vec!["a", "b"]
+        );
+        let st = store.stats(&[Matcher::equal("job", "b")], i64::MIN, i64::MAX);
+        assert_eq!((st.streams, st.entries), (1, 1));
+    }
+
+    #[test]
+    fn limits_refuse_with_reasons() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = LogStore::open("t1", &opts(dir.path())).unwrap();
+        let limits = PushLimits {
+            max_line_size: 10,
+            max_streams: 1,
+            reject_older_than_ns: 0,
+            creation_grace_ns: 0,
+            out_of_order_window_ns: 100,
+            ..PushLimits::default()
+        };
+        let mk = |job: &str, es: &[(i64, &str)]| StreamEntries {
+            labels: Labels::from_pairs(&[("job", job)]).unwrap(),
+            entries: es
+                .iter()
+                .map(|&(ts, l)| LogEntry {
+                    ts,
+                    line: l.into(),
+                    metadata: vec![],
+                })
+                .collect(),
+        };
+        let r = store
+            .push(
+                vec![
+                    mk(
+                        "a",
+                        &[(1000, "ok"), (1001, "this line is too long"), (10, "old")],
+                    ),
+                    mk("b", &[(1000, "x")]),
+                ],
+                &limits,
+            )
+            .unwrap();
+        assert_eq!(r.accepted, 1);
+        assert_eq!(r.rejected, 3);
+        assert!(r.stream_limit);
+        let text: Vec<String> = r.rejections.iter().map(ToString::to_string).collect();
+        assert!(text.iter().any(|t| t.contains("max line size")), "{text:?}");
+        assert!(
+            text.iter().any(|t| t.contains("too far behind")),
+            "{text:?}"
+        );
+        assert!(text.iter().any(|t| t.contains("max_streams")), "{text:?}");
+    }
+
+    #[test]
+    fn engine_reopens_tenants() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let e = LogEngine::lazy(opts(dir.path()));
+            push(&e.tenant("x").unwrap(), "a", &[(1, "hello")]);
+            e.close().unwrap();
+        }
+        let (e, reports) = LogEngine::open(opts(dir.path())).unwrap();
+        assert_eq!(reports.len(), 1);
+        assert_eq!(all_lines(&e.existing("x").unwrap(), &[]).len(), 1);
+        assert!(e.existing("y").is_none());
+    }
+}
