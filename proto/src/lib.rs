@@ -17,6 +17,8 @@
 //!   charset) as separate functions so the server picks its policy.
 //! - [`snappy`] decompresses request bodies with a size limit enforced
 //!   before allocation.
+//! - [`loki`] is the Loki push request (`logproto.PushRequest`, structured
+//!   metadata included) and the parser of Loki's stream-label strings.
 //! - [`remote_read`] decodes read requests and writes `SAMPLES` responses
 //!   and CRC-32C framed `STREAMED_XOR_CHUNKS` responses, whose chunks are
 //!   encoded by [`xor_chunk`] in Prometheus' own XOR chunk format.
@@ -27,6 +29,7 @@
 //! indexes without a check, or allocates in proportion to a length it has
 //! not checked against the input; errors name the offending field.
 
+pub mod loki;
 pub mod prompb;
 pub mod remote_read;
 pub mod remote_write;
