@@ -19,6 +19,7 @@ pub mod labels;
 pub mod logs;
 pub mod querier;
 pub mod record;
+pub mod traces;
 
 pub use db::{
     AppendReport, AppendSeries, DEFAULT_TENANT, Engine, EngineOptions, IngestSeries, TenantDb,

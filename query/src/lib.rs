@@ -21,6 +21,7 @@ use std::time::Duration;
 
 pub mod logql;
 
+pub mod traces;
 use promql_parser::label::{MatchOp as PMatchOp, Matchers};
 use promql_parser::parser::{self, AtModifier, Expr, Offset, VectorSelector};
 use strata_engine::{Labels, MatchOp, Matcher, Querier, SelectHints};

@@ -12,6 +12,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use strata_engine::Engine;
+use strata_engine::traces::{TraceOptions, TraceStore};
 
 use crate::api::success;
 use crate::limits::Limits;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub started: Instant,
     /// Process start, wall clock.
     pub start_time: SystemTime,
+    /// The trace store (all tenants).
+    pub traces: Arc<TraceStore>,
 }
 
 /// Options of the HTTP layer.
@@ -74,10 +77,20 @@ impl AppState {
             metrics: Arc::new(SelfMetrics::default()),
             limits: Arc::new(limits),
             ready: Arc::new(AtomicBool::new(false)),
-            options: Arc::new(options),
             started: Instant::now(),
             start_time: SystemTime::now(),
+            traces: Arc::new(TraceStore::empty(TraceOptions {
+                data_dir: options.data_dir.clone().into(),
+                ..TraceOptions::default()
+            })),
+            options: Arc::new(options),
         }
+    }
+
+    /// Uses an opened trace store (the default one starts empty under the data directory).
+    pub fn with_traces(mut self, traces: Arc<TraceStore>) -> Self {
+        self.traces = traces;
+        self
     }
 }
 
@@ -92,6 +105,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/status/runtimeinfo", get(runtimeinfo))
         .merge(crate::prom_api::routes())
         .merge(crate::remote::routes())
+        .merge(crate::otlp::http_routes())
+        .merge(crate::tempo::routes())
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), account))
         .with_state(state)

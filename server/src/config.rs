@@ -57,6 +57,11 @@ pub struct Config {
     pub limits: crate::limits::LimitsConfig,
 }
 
+/// Default address of the OTLP gRPC listener.
+pub const DEFAULT_OTLP_GRPC_ADDR: &str = "0.0.0.0:4317";
+/// Default address of the OTLP HTTP listener.
+pub const DEFAULT_OTLP_HTTP_ADDR: &str = "0.0.0.0:4318";
+
 /// `[server]` section.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -71,6 +76,10 @@ pub struct ServerConfig {
     pub query_max_samples: usize,
     /// Default lookback delta of queries. Default: `5m`.
     pub lookback_delta: String,
+    /// Address of the OTLP gRPC listener; `none` disables it. Default: `0.0.0.0:4317`.
+    pub otlp_grpc_addr: String,
+    /// Address of the OTLP HTTP listener; `none` disables it. Default: `0.0.0.0:4318`.
+    pub otlp_http_addr: String,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +90,8 @@ impl Default for ServerConfig {
             max_decoded_body: "64MiB".into(),
             query_max_samples: 50_000_000,
             lookback_delta: "5m".into(),
+            otlp_grpc_addr: DEFAULT_OTLP_GRPC_ADDR.into(),
+            otlp_http_addr: DEFAULT_OTLP_HTTP_ADDR.into(),
         }
     }
 }

@@ -8,13 +8,17 @@
 //! - [`api`]: the Prometheus response envelope, errors → status codes, parameters, times.
 //! - [`prom_api`]: the Prometheus HTTP query API (`/api/v1/query`, `series`, `labels`, …).
 //! - [`remote`]: Prometheus remote write (1.0 and 2.0) and remote read.
+//! - [`otlp`]: OTLP ingest over HTTP and gRPC.
 //! - [`limits`]: per-tenant ingestion limits.
+//! - [`tempo`]: the Tempo trace API and Strata's trace tree view.
 //! - [`selfmetrics`]: Strata's own metrics on `/metrics`.
 
 pub mod api;
 pub mod app;
 pub mod config;
 pub mod limits;
+pub mod otlp;
 pub mod prom_api;
 pub mod remote;
 pub mod selfmetrics;
+pub mod tempo;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use strata_engine::Engine;
+use strata_engine::traces::{TraceOptions, TraceStore};
 
 use strata_server::app::{AppState, router};
 use strata_server::config::Config;
@@ -52,6 +53,14 @@ struct ServeArgs {
     /// Address of the HTTP API [default: 0.0.0.0:8080; overrides `server.http_addr`].
     #[arg(long, value_name = "ADDR", env = "STRATA_HTTP_ADDR")]
     http_addr: Option<String>,
+    /// Address of the OTLP gRPC listener (`TraceService`), `none` to disable
+    /// [default: 0.0.0.0:4317; overrides `server.otlp_grpc_addr`].
+    #[arg(long, value_name = "ADDR", env = "STRATA_OTLP_GRPC_ADDR")]
+    otlp_grpc_addr: Option<String>,
+    /// Address of the OTLP HTTP listener (`/v1/traces`), `none` to disable
+    /// [default: 0.0.0.0:4318; overrides `server.otlp_http_addr`].
+    #[arg(long, value_name = "ADDR", env = "STRATA_OTLP_HTTP_ADDR")]
+    otlp_http_addr: Option<String>,
     /// Log filter, e.g. `info` or `strata_engine=debug` [default: info].
     #[arg(long, value_name = "FILTER", env = "STRATA_LOG")]
     log: Option<String>,
@@ -98,6 +107,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(a) = &args.http_addr {
         cfg.server.http_addr = a.clone();
     }
+    if let Some(a) = &args.otlp_grpc_addr {
+        cfg.server.otlp_grpc_addr = a.clone();
+    }
+    if let Some(a) = &args.otlp_http_addr {
+        cfg.server.otlp_http_addr = a.clone();
+    }
     let data_dir = args
         .data_dir
         .clone()
@@ -133,6 +148,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     let engine = Arc::new(engine);
+    let trace_opts = TraceOptions {
+        data_dir: data_dir.clone(),
+        wal_segment_size: engine.options().wal_segment_size,
+        wal_sync: engine.options().wal_sync,
+        wal_repair: engine.options().wal_repair,
+        ..TraceOptions::default()
+    };
+    let (traces, trace_reports) = TraceStore::open(trace_opts)
+        .map_err(|e| anyhow::anyhow!("opening trace store in {}: {e}", data_dir.display()))?;
+    for r in &trace_reports {
+        tracing::info!(tenant = %r.tenant, blocks = r.blocks, spans = r.spans_replayed, "opened tenant traces");
+        if let Some(repair) = &r.repair {
+            tracing::warn!(tenant = %r.tenant, %repair, "trace WAL was repaired");
+        }
+    }
+    let traces = Arc::new(traces);
     let tenants = reports.len();
     let limits = Limits::new(cfg.limits.clone());
     for id in engine.tenant_ids() {
@@ -140,7 +171,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             t.set_max_series(limits.for_tenant(&id).max_series);
         }
     }
-    let state = AppState::new(engine.clone(), limits, server_opts);
+    let state = AppState::new(engine.clone(), limits, server_opts).with_traces(traces.clone());
+    let otlp_grpc = otlp_listener_addr(
+        &cfg.server.otlp_grpc_addr,
+        "gRPC",
+        args.otlp_grpc_addr.is_some(),
+    )?;
+    let otlp_http = otlp_listener_addr(
+        &cfg.server.otlp_http_addr,
+        "HTTP",
+        args.otlp_http_addr.is_some(),
+    )?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -153,6 +194,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(http_addr)
             .await
             .map_err(|e| anyhow::anyhow!("binding HTTP address {http_addr}: {e}"))?;
+        let otlp = OtlpListeners {
+            grpc: bind_otlp(otlp_grpc, "gRPC").await?,
+            http: bind_otlp(otlp_http, "HTTP").await?,
+        };
         state
             .ready
             .store(true, std::sync::atomic::Ordering::Release);
@@ -162,10 +207,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "storage ready"
         );
-        run(engine.clone(), state, listener, interval, shutdown).await
+        run(engine.clone(), state, listener, otlp, interval, shutdown).await
     })?;
     runtime.shutdown_timeout(Duration::from_secs(10));
     engine.close()?;
+    traces.close()?;
     tracing::info!("shut down cleanly");
     Ok(())
 }
@@ -174,9 +220,49 @@ async fn run(
     engine: Arc<Engine>,
     state: AppState,
     listener: tokio::net::TcpListener,
+    otlp: OtlpListeners,
     interval: Duration,
     shutdown: ShutdownSignal,
 ) -> anyhow::Result<()> {
+    // One signal, broadcast to every listener.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mut servers = Vec::new();
+    if let Some(l) = otlp.grpc {
+        let routes = strata_server::otlp::grpc_routes(&state);
+        let stop = stopped(stop_rx.clone());
+        servers.push(tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(l), stop)
+                .await
+                .map_err(|e| anyhow::anyhow!("OTLP gRPC server: {e}"))
+        }));
+    }
+    if let Some(l) = otlp.http {
+        let app = strata_server::otlp::http_router(state.clone());
+        let stop = stopped(stop_rx.clone());
+        servers.push(tokio::spawn(async move {
+            axum::serve(l, app)
+                .with_graceful_shutdown(stop)
+                .await
+                .map_err(|e| anyhow::anyhow!("OTLP HTTP server: {e}"))
+        }));
+    }
+    let maint_traces = state.traces.clone();
+    let trace_maintenance = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let t = maint_traces.clone();
+            // Errors are logged inside `maintain`.
+            let _ = tokio::task::spawn_blocking(move || t.maintain()).await;
+        }
+    });
     let maint_engine = engine.clone();
     let maintenance = tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
@@ -197,8 +283,18 @@ async fn run(
                 tracing::error!(error = %e, "waiting for shutdown signal failed");
             }
             tracing::info!("shutdown signal received; finishing in-flight requests");
+            let _ = stop_tx.send(true);
         })
         .await?;
+    for s in servers {
+        match s.await {
+            Ok(Err(e)) => tracing::error!(error = %e, "listener failed"),
+            Err(e) => tracing::error!(error = %e, "listener task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    trace_maintenance.abort();
+    let _ = trace_maintenance.await;
     state
         .ready
         .store(false, std::sync::atomic::Ordering::Release);
@@ -206,6 +302,54 @@ async fn run(
     let _ = maintenance.await;
     tracing::info!("HTTP server stopped; syncing");
     Ok(())
+}
+
+/// The OTLP listeners that are enabled and bound.
+struct OtlpListeners {
+    grpc: Option<tokio::net::TcpListener>,
+    http: Option<tokio::net::TcpListener>,
+}
+
+/// Parses an OTLP listener address (`none` disables it). The flag says whether the operator
+/// chose it: a chosen address that cannot be bound stops start-up; the default one only warns.
+fn otlp_listener_addr(
+    addr: &str,
+    what: &'static str,
+    explicit: bool,
+) -> anyhow::Result<Option<(std::net::SocketAddr, bool)>> {
+    if addr.eq_ignore_ascii_case("none") {
+        tracing::info!("OTLP {what} listener disabled");
+        return Ok(None);
+    }
+    let default = if what == "gRPC" {
+        strata_server::config::DEFAULT_OTLP_GRPC_ADDR
+    } else {
+        strata_server::config::DEFAULT_OTLP_HTTP_ADDR
+    };
+    let parsed = addr
+        .parse()
+        .map_err(|e| anyhow::anyhow!("invalid OTLP {what} address {addr:?}: {e}"))?;
+    Ok(Some((parsed, explicit || addr != default)))
+}
+
+async fn bind_otlp(
+    addr: Option<(std::net::SocketAddr, bool)>,
+    what: &'static str,
+) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let Some((addr, explicit)) = addr else {
+        return Ok(None);
+    };
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => {
+            tracing::info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "OTLP {what} listener");
+            Ok(Some(l))
+        }
+        Err(e) if !explicit => {
+            tracing::warn!(%addr, error = %e, "cannot bind the default OTLP {what} address; the listener is off (set --otlp-{}-addr)", what.to_ascii_lowercase());
+            Ok(None)
+        }
+        Err(e) => Err(anyhow::anyhow!("binding OTLP {what} address {addr}: {e}")),
+    }
 }
 
 /// SIGINT or SIGTERM, registered up front.
