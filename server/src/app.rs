@@ -38,6 +38,8 @@ pub struct AppState {
     pub started: Instant,
     /// Process start, wall clock.
     pub start_time: SystemTime,
+    /// The log stores of all tenants and the Loki API's settings.
+    pub loki: Arc<crate::loki::LokiState>,
     /// The trace store (all tenants).
     pub traces: Arc<TraceStore>,
 }
@@ -77,6 +79,7 @@ impl AppState {
             metrics: Arc::new(SelfMetrics::default()),
             limits: Arc::new(limits),
             ready: Arc::new(AtomicBool::new(false)),
+            loki: Arc::new(crate::loki::LokiState::lazy(&options.data_dir)),
             started: Instant::now(),
             start_time: SystemTime::now(),
             traces: Arc::new(TraceStore::empty(TraceOptions {
@@ -105,6 +108,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/status/runtimeinfo", get(runtimeinfo))
         .merge(crate::prom_api::routes())
         .merge(crate::remote::routes())
+        .merge(crate::loki::routes())
         .merge(crate::otlp::http_routes())
         .merge(crate::tempo::routes())
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))

@@ -55,6 +55,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Per-tenant limits.
     pub limits: crate::limits::LimitsConfig,
+    /// Log ingestion (`[logs]`).
+    pub logs: crate::loki::LogsConfig,
 }
 
 /// Default address of the OTLP gRPC listener.

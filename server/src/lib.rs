@@ -9,6 +9,7 @@
 //! - [`prom_api`]: the Prometheus HTTP query API (`/api/v1/query`, `series`, `labels`, …).
 //! - [`remote`]: Prometheus remote write (1.0 and 2.0) and remote read.
 //! - [`otlp`]: OTLP ingest over HTTP and gRPC.
+//! - [`loki`]: the Loki push and query API over the log store.
 //! - [`limits`]: per-tenant ingestion limits.
 //! - [`tempo`]: the Tempo trace API and Strata's trace tree view.
 //! - [`selfmetrics`]: Strata's own metrics on `/metrics`.
@@ -17,6 +18,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod limits;
+pub mod loki;
 pub mod otlp;
 pub mod prom_api;
 pub mod remote;

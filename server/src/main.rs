@@ -172,6 +172,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     let state = AppState::new(engine.clone(), limits, server_opts).with_traces(traces.clone());
+    let state = strata_server::loki::install(state, &cfg, engine.options())?;
+    let logs = state.loki.clone();
     let otlp_grpc = otlp_listener_addr(
         &cfg.server.otlp_grpc_addr,
         "gRPC",
@@ -211,6 +213,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })?;
     runtime.shutdown_timeout(Duration::from_secs(10));
     engine.close()?;
+    strata_server::loki::shutdown(&logs);
     traces.close()?;
     tracing::info!("shut down cleanly");
     Ok(())
