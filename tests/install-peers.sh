@@ -36,3 +36,31 @@ if ! command -v prometheus >/dev/null 2>&1; then
     exit 1
 fi
 prometheus --version 2>&1 | head -n 1
+
+# The OpenTelemetry Python SDK and its OTLP exporters (gRPC and HTTP), for the trace
+# end-to-end test, in a virtualenv outside the repository. Skipped when already installed.
+OTEL_VERSION=1.45.2
+OTEL_VENV="${STRATA_OTEL_VENV:-$HOME/.cache/strata/otel-venv}"
+otel_ok() {
+    "$OTEL_VENV/bin/python" - "$OTEL_VERSION" >/dev/null 2>&1 <<'PY'
+import sys
+from importlib.metadata import version
+import opentelemetry.exporter.otlp.proto.grpc.trace_exporter
+import opentelemetry.exporter.otlp.proto.http.trace_exporter
+assert version("opentelemetry-sdk") == sys.argv[1]
+PY
+}
+if ! otel_ok; then
+    echo "install-peers: installing the OpenTelemetry Python SDK $OTEL_VERSION into $OTEL_VENV" >&2
+    if ! python3 -m venv "$OTEL_VENV" >/dev/null 2>&1; then
+        apt_install python3-venv
+        python3 -m venv "$OTEL_VENV"
+    fi
+    "$OTEL_VENV/bin/pip" install -q --disable-pip-version-check \
+        "opentelemetry-sdk==$OTEL_VERSION" "opentelemetry-exporter-otlp==$OTEL_VERSION"
+fi
+if ! otel_ok; then
+    echo "install-peers: the OpenTelemetry SDK in $OTEL_VENV still does not import" >&2
+    exit 1
+fi
+echo "opentelemetry-sdk $OTEL_VERSION ($OTEL_VENV)"

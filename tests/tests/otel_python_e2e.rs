@@ -1,0 +1,380 @@
+//! Strata against the real OpenTelemetry Python SDK, over loopback.
+//!
+//! The unit tests of the OTLP decoders check Strata against Strata's reading of the protocol;
+//! only a real SDK can tell whether that reading is right. `tests/otel/export_trace.py` builds
+//! one known trace across two services (two tracer providers, as two processes would) with
+//! explicit times and exports it with the SDK's OTLP exporter — over gRPC (port given by
+//! `--otlp-grpc-addr`) and over HTTP protobuf (`--otlp-http-addr`), both gzip-compressed, for a
+//! tenant given in `X-Scope-OrgID`. The test then reads the trace back through the Tempo API
+//! and checks the tree `?format=tree` returns: parentage, services, kinds, status, attributes,
+//! durations and the critical path; then search, tags and tag values.
+//!
+//! The SDK comes from PyPI into a virtualenv made by `tests/install-peers.sh`
+//! (`$STRATA_OTEL_VENV`, default `~/.cache/strata/otel-venv`). A missing SDK fails the test
+//! with the command that installs it. Every wait has a deadline; the server is killed by pid
+//! when its guard drops.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+fn strata_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("strata");
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo test --workspace` first",
+        bin.display()
+    );
+    bin
+}
+
+fn python() -> PathBuf {
+    let venv = std::env::var_os("STRATA_OTEL_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/strata/otel-venv")
+        });
+    let py = venv.join("bin/python");
+    assert!(
+        py.exists(),
+        "the OpenTelemetry Python SDK is not installed at {}: run `bash tests/install-peers.sh`",
+        venv.display()
+    );
+    py
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Strata {
+    _guard: ChildGuard,
+    http: String,
+    grpc: String,
+    otlp_http: String,
+}
+
+fn start_strata(data: &Path) -> Strata {
+    let (grpc, otlp_http) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let mut child = Command::new(strata_bin())
+        .arg("--data-dir")
+        .arg(data)
+        .args([
+            "--http-addr",
+            "127.0.0.1:0",
+            "--otlp-grpc-addr",
+            &grpc,
+            "--otlp-http-addr",
+            &otlp_http,
+        ])
+        .env("STRATA_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut guard = ChildGuard(child);
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut log = String::new();
+    while Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                log.push_str(&line);
+                log.push('\n');
+                if line.contains("storage ready")
+                    && let Some(addr) = line
+                        .split_whitespace()
+                        .find_map(|w| w.strip_prefix("http_addr="))
+                {
+                    let http = addr.trim_matches('"').to_string();
+                    std::thread::spawn(move || while rx.recv().is_ok() {});
+                    return Strata {
+                        _guard: guard,
+                        http,
+                        grpc,
+                        otlp_http,
+                    };
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Ok(Some(s)) = guard.0.try_wait() {
+                    panic!("strata exited with {s}; log:\n{log}");
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    panic!("strata did not become ready within 60 s; log:\n{log}");
+}
+
+/// `GET path` with a tenant header; returns status and body.
+fn get(addr: &str, path: &str, tenant: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nX-Scope-OrgID: {tenant}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((len, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+fn json(addr: &str, path: &str, tenant: &str) -> Value {
+    let (status, body) = get(addr, path, tenant);
+    assert_eq!(status, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+}
+
+/// Runs the exporter script; returns the trace id it printed.
+fn export(protocol: &str, endpoint: &str, tenant: &str) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("otel/export_trace.py");
+    let mut child = ChildGuard(
+        Command::new(python())
+            .arg(&script)
+            .args([protocol, endpoint, tenant])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            let mut out = String::new();
+            let mut err = String::new();
+            child
+                .0
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_string(&mut out)
+                .unwrap();
+            child
+                .0
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            assert!(
+                status.success(),
+                "{protocol} exporter failed ({status}):\n{err}"
+            );
+            let id = out.trim().to_string();
+            assert_eq!(id.len(), 32, "exporter printed {out:?}; stderr:\n{err}");
+            // The SDK logs export failures instead of failing: make sure there were none.
+            assert!(
+                !err.contains("Failed to export"),
+                "{protocol} exporter reported:\n{err}"
+            );
+            return id;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{protocol} exporter did not finish within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn find<'a>(node: &'a Value, op: &str) -> Option<&'a Value> {
+    if node["operation"] == op {
+        return Some(node);
+    }
+    node["children"]
+        .as_array()?
+        .iter()
+        .find_map(|c| find(c, op))
+}
+
+fn check_tree(t: &Value, id: &str) {
+    assert_eq!(t["traceID"], id);
+    assert_eq!(t["rootServiceName"], "gateway");
+    assert_eq!(t["rootName"], "GET /checkout");
+    assert_eq!(t["spanCount"], 5);
+    assert_eq!(t["orphanSpans"], 0);
+    assert_eq!(t["durationMs"], 100.0);
+    assert_eq!(t["services"], serde_json::json!(["gateway", "payment"]));
+    let roots = t["roots"].as_array().unwrap();
+    assert_eq!(roots.len(), 1, "{t:#}");
+    let root = &roots[0];
+    assert_eq!(root["kind"], "server");
+    assert_eq!(root["tags"]["http.status_code"], "500");
+    let kids: Vec<&str> = root["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(kids, ["auth", "checkout"]);
+    let checkout = find(root, "checkout").unwrap();
+    let charge = &checkout["children"][0];
+    assert_eq!(charge["operation"], "charge");
+    assert_eq!(charge["service"], "payment");
+    assert_eq!(charge["kind"], "server");
+    assert_eq!(charge["status"], "error");
+    assert_eq!(charge["durationMs"], 60.0);
+    assert_eq!(charge["selfTimeMs"], 20.0);
+    assert_eq!(charge["tags"]["payment.method"], "card");
+    assert_eq!(charge["tags"]["payment.amount"], "42.5");
+    let db = &charge["children"][0];
+    assert_eq!(db["operation"], "db");
+    assert_eq!(db["parentSpanID"], charge["spanID"]);
+    // Critical path: root → checkout → charge → db, then auth (it ran before checkout).
+    let ops: Vec<&str> = t["criticalPath"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let sid = s.as_str().unwrap();
+            let mut stack = vec![root];
+            while let Some(n) = stack.pop() {
+                if n["spanID"] == sid {
+                    return n["operation"].as_str().unwrap();
+                }
+                stack.extend(n["children"].as_array().unwrap());
+            }
+            panic!("critical span {sid} not in the tree")
+        })
+        .collect();
+    assert_eq!(ops, ["GET /checkout", "checkout", "charge", "db", "auth"]);
+    for op in ["GET /checkout", "checkout", "charge", "db", "auth"] {
+        assert_eq!(find(root, op).unwrap()["criticalPath"], true, "{op}");
+    }
+}
+
+#[test]
+fn python_sdk_exports_over_grpc_and_http_and_the_tree_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_strata(dir.path());
+    let tenant = "otel-e2e";
+    let grpc_id = export("grpc", &s.grpc, tenant);
+    let http_id = export("http", &format!("http://{}/v1/traces", s.otlp_http), tenant);
+    assert_ne!(grpc_id, http_id);
+
+    for id in [&grpc_id, &http_id] {
+        let tree = json(&s.http, &format!("/api/traces/{id}?format=tree"), tenant);
+        check_tree(&tree, id);
+        // Tempo's JSON: one batch per resource, every span there with its original ids.
+        let t = json(&s.http, &format!("/api/traces/{id}"), tenant);
+        let batches = t["batches"].as_array().unwrap();
+        assert_eq!(batches.len(), 2);
+        let spans: usize = batches
+            .iter()
+            .flat_map(|b| b["scopeSpans"].as_array().unwrap())
+            .map(|ss| ss["spans"].as_array().unwrap().len())
+            .sum();
+        assert_eq!(spans, 5);
+        let v2 = json(&s.http, &format!("/api/v2/traces/{id}"), tenant);
+        assert_eq!(v2["trace"]["resourceSpans"].as_array().unwrap().len(), 2);
+    }
+    // Tenants are apart.
+    let (status, _) = get(&s.http, &format!("/api/traces/{grpc_id}"), "someone-else");
+    assert_eq!(status, 404);
+
+    let found = json(
+        &s.http,
+        "/api/search?q=%7B%20resource.service.name%20%3D%20%22payment%22%20%26%26%20status%20%3D%20error%20%7D",
+        tenant,
+    );
+    let mut ids: Vec<&str> = found["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["traceID"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    let mut want = vec![grpc_id.as_str(), http_id.as_str()];
+    want.sort_unstable();
+    assert_eq!(ids, want);
+    assert_eq!(found["traces"][0]["rootServiceName"], "gateway");
+    assert_eq!(found["traces"][0]["spanSet"]["spans"][0]["name"], "charge");
+    let found = json(
+        &s.http,
+        "/api/search?tags=service.name%3Dpayment&minDuration=150ms",
+        tenant,
+    );
+    assert_eq!(found["traces"].as_array().unwrap().len(), 0);
+    let tags = json(&s.http, "/api/v2/search/tags", tenant);
+    let span_tags = tags["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "span")
+        .unwrap();
+    assert!(
+        span_tags["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "db.system")
+    );
+    let values = json(
+        &s.http,
+        "/api/v2/search/tag/resource.service.name/values",
+        tenant,
+    );
+    assert_eq!(
+        values["tagValues"],
+        serde_json::json!([{"type": "string", "value": "gateway"}, {"type": "string", "value": "payment"}])
+    );
+}
