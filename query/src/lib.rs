@@ -20,6 +20,7 @@
 use std::time::Duration;
 
 pub mod logql;
+pub mod promqltest;
 
 pub mod traces;
 use promql_parser::label::{MatchOp as PMatchOp, Matchers};

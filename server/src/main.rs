@@ -13,6 +13,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use strata_engine::Engine;
 use strata_engine::traces::{TraceOptions, TraceStore};
+use strata_query::promqltest::{RunOptions, SkipKind, run_files};
 
 use strata_server::app::{AppState, router};
 use strata_server::config::Config;
@@ -32,6 +33,67 @@ struct Cli {
 enum Command {
     /// Run the server (the default when no subcommand is given).
     Serve(ServeArgs),
+    /// Run PromQL test scripts (Prometheus's `*.test` format) against Strata's storage and
+    /// PromQL engine; prints each failing eval and ends with `N passed, M failed`.
+    Promqltest(PromqltestArgs),
+}
+
+/// Arguments of `strata promqltest`.
+#[derive(Args, Debug, Clone)]
+struct PromqltestArgs {
+    /// Test scripts to run.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Also run Prometheus's implicit checks on every instant eval: the result must not change
+    /// when every selector is pinned with `@`, and must match a range query's point.
+    #[arg(long)]
+    strict: bool,
+    /// Do not skip evals of this kind (repeatable; `all` for every kind). Kinds:
+    /// native-histograms, start-timestamps, type-and-unit-labels, info-function,
+    /// extended-range-selectors, duration-expressions, fill-modifiers.
+    #[arg(long = "no-skip", value_name = "KIND", value_parser = parse_no_skip)]
+    no_skip: Vec<NoSkip>,
+}
+
+/// A `--no-skip` value.
+#[derive(Debug, Clone, Copy)]
+enum NoSkip {
+    All,
+    Kind(SkipKind),
+}
+
+fn parse_no_skip(s: &str) -> Result<NoSkip, String> {
+    if s == "all" {
+        Ok(NoSkip::All)
+    } else {
+        s.parse().map(NoSkip::Kind)
+    }
+}
+
+/// Runs `strata promqltest`: exit code 0 when nothing failed, 1 otherwise.
+// The report is this command's output, so it goes to stdout (library code only returns it).
+#[allow(clippy::print_stdout)]
+fn promqltest(args: &PromqltestArgs) -> ExitCode {
+    let skip = SkipKind::all()
+        .into_iter()
+        .filter(|k| {
+            !args.no_skip.iter().any(|n| match n {
+                NoSkip::All => true,
+                NoSkip::Kind(x) => x == k,
+            })
+        })
+        .collect();
+    let opts = RunOptions {
+        skip,
+        strict: args.strict,
+    };
+    let report = run_files(&args.files, &opts);
+    println!("{report}");
+    if report.failed() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -81,6 +143,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(a)) => a,
+        Some(Command::Promqltest(a)) => return promqltest(&a),
         None => cli.serve,
     };
     init_logging(args.log.as_deref());

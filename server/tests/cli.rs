@@ -50,3 +50,53 @@ fn bad_config_is_refused_with_the_key_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("block_rnage"), "stderr: {err}");
 }
+
+#[test]
+fn promqltest_reports_and_sets_the_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let pass = dir.path().join("pass.test");
+    std::fs::write(
+        &pass,
+        "load 1m\n  up{job=\"a\"} 1 2\n\neval instant at 1m up\n  up{job=\"a\"} 2\n\n\
+         eval instant at 0 42\n  42\n\neval instant at 1m info(up)\n  up{job=\"a\"} 2\n",
+    )
+    .unwrap();
+    let out = strata().arg("promqltest").arg(&pass).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert_eq!(stdout.trim_end().lines().last(), Some("2 passed, 0 failed"));
+    assert!(stdout.contains("skipped 1: info-function 1"), "{stdout}");
+
+    let fail = dir.path().join("fail.test");
+    std::fs::write(
+        &fail,
+        "load 1m\n  up{job=\"a\"} 1 2\n\neval instant at 1m up\n  up{job=\"a\"} 3\n",
+    )
+    .unwrap();
+    let out = strata()
+        .arg("promqltest")
+        .arg("--strict")
+        .arg("--no-skip")
+        .arg("native-histograms")
+        .arg(&pass)
+        .arg(&fail)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("fail.test:4: eval instant at 1m up\n"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.trim_end().lines().last(), Some("2 passed, 1 failed"));
+
+    // An unknown skip kind is a usage error naming the known kinds.
+    let out = strata()
+        .args(["promqltest", "--no-skip", "bogus"])
+        .arg(&pass)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("native-histograms"), "stderr: {err}");
+}
