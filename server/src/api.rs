@@ -26,6 +26,8 @@ pub enum ErrorKind {
     Timeout,
     /// Temporarily unavailable (503).
     Unavailable,
+    /// The client went away before the answer was ready (499, as Prometheus).
+    Canceled,
     /// Internal failure (500).
     Internal,
     /// Body too large (413).
@@ -44,6 +46,9 @@ impl ErrorKind {
             ErrorKind::BadData => StatusCode::BAD_REQUEST,
             ErrorKind::Execution => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorKind::Timeout | ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Canceled => {
+                StatusCode::from_u16(499).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+            }
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -60,6 +65,7 @@ impl ErrorKind {
             | ErrorKind::TooManyRequests => "bad_data",
             ErrorKind::Execution => "execution",
             ErrorKind::Timeout => "timeout",
+            ErrorKind::Canceled => "canceled",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Internal => "internal",
             ErrorKind::NotFound => "not_found",
@@ -148,17 +154,26 @@ impl IntoResponse for ApiError {
 
 /// A successful Prometheus API response: `{"status":"success","data":…}`.
 pub fn success<T: Serialize>(data: T, warnings: &[String]) -> Response {
+    success_annotated(data, warnings, &[])
+}
+
+/// A successful response carrying PromQL annotations (`warnings` and `infos`, omitted when
+/// empty, as Prometheus does).
+pub fn success_annotated<T: Serialize>(data: T, warnings: &[String], infos: &[String]) -> Response {
     #[derive(Serialize)]
     struct Ok<'a, T> {
         status: &'static str,
         data: T,
         #[serde(skip_serializing_if = "<[String]>::is_empty")]
         warnings: &'a [String],
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        infos: &'a [String],
     }
     match serde_json::to_vec(&Ok {
         status: "success",
         data,
         warnings,
+        infos,
     }) {
         Ok(json) => (
             [(

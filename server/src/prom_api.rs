@@ -7,7 +7,11 @@
 //! (or the default of 2 minutes) bounds it with a `timeout` error (503).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::Semaphore;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -21,7 +25,7 @@ use strata_query::{EvalOptions, QueryError, Value};
 
 use crate::api::{
     ApiError, ErrorKind, FmtValue, MAX_TIME_MS, MIN_TIME_MS, Params, fmt_value, parse_duration_ms,
-    success, tenant, time_param, ts_secs,
+    success, success_annotated, tenant, time_param, ts_secs,
 };
 use crate::app::AppState;
 
@@ -190,6 +194,8 @@ fn query_error(e: QueryError) -> ApiError {
             ApiError::new(ErrorKind::Execution, e.to_string())
         }
         QueryError::Storage(s) => ApiError::internal(s.to_string()),
+        QueryError::Timeout => ApiError::new(ErrorKind::Timeout, e.to_string()),
+        QueryError::Cancelled => ApiError::new(ErrorKind::Canceled, e.to_string()),
         other => ApiError::new(ErrorKind::Execution, other.to_string()),
     }
 }
@@ -204,6 +210,7 @@ fn eval_options(state: &AppState, p: &Params) -> Result<EvalOptions, ApiError> {
     Ok(EvalOptions {
         lookback_ms,
         max_samples: state.options.query_max_samples,
+        ..EvalOptions::default()
     })
 }
 
@@ -238,7 +245,26 @@ fn query_param(p: &Params) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": missing"))
 }
 
-/// Parses and evaluates `q` for a tenant on the blocking pool, timing it under `endpoint`.
+/// Sets the flag when dropped: the handler's future is dropped when the client disconnects
+/// or the timeout fires, and the evaluation (on the blocking pool) sees the flag and stops.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Queries evaluated at once (twice the cores); further ones wait for a slot, so a burst of
+/// dashboard queries cannot take every blocking thread.
+fn query_slots() -> &'static Semaphore {
+    static SLOTS: OnceLock<Semaphore> = OnceLock::new();
+    SLOTS.get_or_init(|| {
+        Semaphore::new(std::thread::available_parallelism().map_or(4, |n| n.get() * 2))
+    })
+}
+
+/// Evaluates `q` for a tenant on the blocking pool, timing it under `endpoint`.
 async fn evaluate(
     state: &AppState,
     tenant: String,
@@ -247,27 +273,38 @@ async fn evaluate(
     endpoint: &'static str,
     eval: impl FnOnce(
         &strata_engine::Querier,
-        &promql_parser::parser::Expr,
+        &str,
         &EvalOptions,
-    ) -> Result<Value, QueryError>
+    ) -> Result<strata_query::QueryOutput, QueryError>
     + Send
     + 'static,
 ) -> Result<Response, ApiError> {
-    let opts = eval_options(state, p)?;
+    let mut opts = eval_options(state, p)?;
     let limit = timeout(p)?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _guard = CancelOnDrop(cancel.clone());
+    opts.timeout = Some(limit);
+    opts.cancel = Some(cancel);
+    let _slot = query_slots()
+        .acquire()
+        .await
+        .map_err(|e| ApiError::internal(format!("query slots: {e}")))?;
     let engine = state.engine.clone();
     let started = Instant::now();
-    let v = run_blocking(limit, move || {
-        let expr = strata_query::parse(&q).map_err(query_error)?;
+    let out = run_blocking(limit, move || {
         let querier = engine.querier(&tenant)?;
-        eval(&querier, &expr, &opts).map_err(query_error)
+        eval(&querier, &q, &opts).map_err(query_error)
     })
     .await?;
     state
         .metrics
         .query_duration
         .observe(&[endpoint], started.elapsed().as_secs_f64());
-    Ok(success(ValueJson(&v), &[]))
+    Ok(success_annotated(
+        ValueJson(&out.value),
+        &out.warnings,
+        &out.infos,
+    ))
 }
 
 async fn query(
@@ -278,14 +315,9 @@ async fn query(
     let tenant = tenant(&headers)?;
     let q = query_param(&p)?;
     let t = time_param(&p, "time", now_ms())?;
-    evaluate(
-        &state,
-        tenant,
-        q,
-        &p,
-        "query",
-        move |querier, expr, opts| strata_query::eval_instant(querier, expr, t, opts),
-    )
+    evaluate(&state, tenant, q, &p, "query", move |querier, q, opts| {
+        strata_query::instant_query(querier, q, t, opts)
+    })
     .await
 }
 
@@ -317,7 +349,7 @@ async fn query_range(
         q,
         &p,
         "query_range",
-        move |querier, expr, opts| strata_query::eval_range(querier, expr, start, end, step, opts),
+        move |querier, q, opts| strata_query::range_query(querier, q, start, end, step, opts),
     )
     .await
 }

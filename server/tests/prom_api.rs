@@ -344,17 +344,55 @@ async fn tenants_do_not_see_each_other() {
 }
 
 #[tokio::test]
-async fn unsupported_expressions_say_so() {
+async fn promql_operators_functions_and_annotations() {
     let f = fixture();
     let (st, v) = get(
         &f.app,
-        &format!("/api/v1/query?query={}&time=1100", enc("sum(up)")),
+        &format!("/api/v1/query?query={}&time=1100", enc("count(up) * 2")),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["resultType"], "vector");
+    assert_eq!(v["data"]["result"][0]["metric"], serde_json::json!({}));
+    // A rate over a metric not named like a counter carries Prometheus's info annotation.
+    let (st, v) = get(
+        &f.app,
+        &format!("/api/v1/query?query={}&time=1100", enc("rate(up[10m])")),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["result"].as_array().unwrap().len(), 1, "{v}");
+    assert!(
+        v["infos"][0]
+            .as_str()
+            .unwrap()
+            .contains("might not be a counter"),
+        "{v}"
+    );
+    // What the engine cannot evaluate is a 422 naming the construct.
+    let (st, v) = get(
+        &f.app,
+        &format!("/api/v1/query?query={}&time=1100", enc("info(up)")),
     )
     .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(v["errorType"], "execution");
     assert!(
         v["error"].as_str().unwrap().contains("not supported yet"),
+        "{v}"
+    );
+    // Evaluation errors are 422 execution errors with Prometheus's wording.
+    let (st, v) = get(
+        &f.app,
+        &format!(
+            "/api/v1/query?query={}&time=1100",
+            enc(r#"label_replace(node_cpu_seconds_total, "cpu", "x", "cpu", ".*")"#)
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        v["error"].as_str().unwrap().contains("same labelset"),
         "{v}"
     );
 }
