@@ -43,7 +43,8 @@ pub const GRPC_MAX_MESSAGE: usize = 4 << 20;
 
 /// The OTLP HTTP routes (served on the main port and on the OTLP HTTP listener).
 pub fn http_routes() -> Router<AppState> {
-    Router::new().route("/v1/traces", post(traces::handle_http))
+    Router::new()
+        .route("/v1/traces", post(traces::handle_http))
 }
 
 /// The router of the dedicated OTLP HTTP listener (default `0.0.0.0:4318`).

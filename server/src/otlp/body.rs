@@ -151,7 +151,14 @@ pub fn error_response(e: &ApiError, enc: Encoding) -> Response {
 pub fn ok_response<M: prost::Message + serde::Serialize>(msg: &M, enc: Encoding) -> Response {
     let body = match enc {
         Encoding::Protobuf => msg.encode_to_vec(),
-        Encoding::Json => match serde_json::to_vec(msg) {
+        // Unset message fields are left out rather than written as `null` (`{}` for full
+        // success, as the OTLP JSON examples show).
+        Encoding::Json => match serde_json::to_value(msg).and_then(|mut v| {
+            if let serde_json::Value::Object(m) = &mut v {
+                m.retain(|_, x| !x.is_null());
+            }
+            serde_json::to_vec(&v)
+        }) {
             Ok(b) => b,
             Err(e) => {
                 return error_response(&ApiError::internal(format!("encoding response: {e}")), enc);
