@@ -268,7 +268,10 @@ pub fn parse_logfmt(line: &str) -> Result<Vec<(String, String)>, NotLogfmt> {
             while b.get(i).is_some_and(|c| *c != b' ' && *c != b'\t') {
                 i += 1;
             }
-            out.push((key.to_string(), line.get(vs..i).ok_or(NotLogfmt)?.to_string()));
+            out.push((
+                key.to_string(),
+                line.get(vs..i).ok_or(NotLogfmt)?.to_string(),
+            ));
         }
     }
     Ok(out)
