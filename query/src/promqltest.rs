@@ -222,6 +222,13 @@ impl fmt::Display for Report {
             }
             writeln!(f)?;
         }
+        let mm = self.message_mismatches();
+        if mm > 0 {
+            writeln!(
+                f,
+                "{mm} expected failures failed with a different message (counted as passed)"
+            )?;
+        }
         let skipped = self.skipped();
         let total: usize = skipped.values().sum();
         let kinds: Vec<String> = skipped.iter().map(|(k, n)| format!("{k} {n}")).collect();
@@ -229,13 +236,6 @@ impl fmt::Display for Report {
             writeln!(f, "skipped 0")?;
         } else {
             writeln!(f, "skipped {total}: {}", kinds.join(", "))?;
-        }
-        let mm = self.message_mismatches();
-        if mm > 0 {
-            writeln!(
-                f,
-                "{mm} expected failures failed with a different message (counted as passed)"
-            )?;
         }
         write!(f, "{} passed, {} failed", self.passed(), self.failed())
     }
