@@ -493,8 +493,17 @@ pub(crate) fn valid_label_name(name: &str) -> bool {
     chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// Whether `limit_ratio(r, …)` keeps a series: a stable hash of its labels mapped to [0, 1).
+/// Whether `limit_ratio(r, …)` keeps a series: the XXH64 hash of its labels (each name and
+/// value followed by a 0xff byte, as Prometheus hashes label sets) mapped to [0, 1), so the
+/// same series are sampled as by Prometheus and `r` and `r - 1` pick complementary sets.
 fn ratio_sampled(labels: &Labels, r: f64) -> bool {
-    let h = labels.stable_hash() as f64 / u64::MAX as f64;
+    let mut b = Vec::with_capacity(256);
+    for l in labels.iter() {
+        b.extend_from_slice(l.name.as_bytes());
+        b.push(0xff);
+        b.extend_from_slice(l.value.as_bytes());
+        b.push(0xff);
+    }
+    let h = xxhash_rust::xxh64::xxh64(&b, 0) as f64 / u64::MAX as f64;
     if r >= 0.0 { h < r } else { h >= 1.0 + r }
 }

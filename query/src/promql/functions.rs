@@ -702,6 +702,9 @@ fn window_value(
             quantile(p0.get(step).copied().unwrap_or(f64::NAN), &mut xs)
         }
         "mad_over_time" => {
+            if vals().any(f64::is_nan) {
+                return Some(f64::NAN);
+            }
             let mut xs: Vec<f64> = vals().collect();
             let median = quantile(0.5, &mut xs);
             let mut dev: Vec<f64> = vals().map(|v| (v - median).abs()).collect();
