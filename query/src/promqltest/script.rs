@@ -848,7 +848,7 @@ fn split_increment(head: &str) -> (&str, Option<&str>) {
 }
 
 /// Most elements one sequence item may expand to (guards against `1x99999999999`).
-const MAX_SEQUENCE_ELEMENTS: u64 = 10_000_000;
+const MAX_SEQUENCE_ELEMENTS: u64 = 1_000_000;
 
 /// Expands a value sequence (`1 2+3x4 _ _x2 stale {{...}}`).
 pub fn parse_sequence(s: &str) -> Result<Vec<SeqValue>, String> {

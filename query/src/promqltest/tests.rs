@@ -925,3 +925,78 @@ fn at_pinning_rewrites_outermost_selectors_only() {
         &AT_UNSAFE_FUNCTIONS
     ));
 }
+
+// ---------------------------------------------------------------- properties
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::super::script::{SeqValue, parse_script, parse_sequence};
+    use super::super::{RunOptions, run_script};
+
+    /// Fragments of the DSL, so random scripts reach deep into the parser.
+    fn fragment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("load 1m".to_string()),
+            Just("load_with_nhcb 5m".to_string()),
+            Just("clear".to_string()),
+            Just("eval instant at 1m ".to_string()),
+            Just("eval range from 0 to 2m step 1m ".to_string()),
+            Just("eval_fail instant at 0 ".to_string()),
+            Just("expect ".to_string()),
+            Just("fail msg: ".to_string()),
+            Just("warn regex: (".to_string()),
+            Just("range vector from 0 to 1m step 10s".to_string()),
+            Just("string \"".to_string()),
+            Just("m{a=\"b\"} ".to_string()),
+            Just("{} ".to_string()),
+            Just("@st ".to_string()),
+            Just("{{schema:1 buckets:[1 2]}}".to_string()),
+            Just("+{{count:1}}x2".to_string()),
+            Just("1+2x3 ".to_string()),
+            Just("_x2 stale Inf ".to_string()),
+            Just("\n".to_string()),
+            Just("\n\n".to_string()),
+            "[ -~]{0,6}".prop_map(|s| s),
+            "\\PC{0,3}".prop_map(|s| s),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn parsing_and_running_any_text_never_panics(parts in prop::collection::vec(fragment(), 0..24)) {
+            let text: String = parts.concat();
+            let parsed = parse_script(&text);
+            let report = run_script("prop.test", &text, &RunOptions::default());
+            // A script that does not parse counts exactly one failure and runs nothing.
+            if parsed.is_err() {
+                prop_assert_eq!((report.passed, report.failed), (0, 1));
+                prop_assert!(report.script_error.is_some());
+            }
+        }
+
+        #[test]
+        fn increments_expand_by_repeated_addition(
+            a in -1e6f64..1e6,
+            b in -1e3f64..1e3,
+            n in 0u64..40,
+        ) {
+            let item = if b < 0.0 {
+                format!("{a}-{}x{n}", -b)
+            } else {
+                format!("{a}+{b}x{n}")
+            };
+            let seq = parse_sequence(&item).unwrap();
+            prop_assert_eq!(seq.len() as u64, n + 1);
+            let mut v = a;
+            for (k, got) in seq.iter().enumerate() {
+                if k > 0 {
+                    v += b;
+                }
+                prop_assert_eq!(got, &SeqValue::Float(v), "element {} of {}", k, item);
+            }
+        }
+    }
+}
