@@ -97,7 +97,7 @@ pub const SKIP_LIST: &[SkipRule] = &[
         name: "duration-expressions",
         reason: "duration expressions are experimental",
         rule: "the expression calls `step()`, `range()`, `min_of(` or `max_of(`; or a `[...]` \
-               range/subquery holds more than `<duration>` / `<duration>:<duration>`; or an \
+               range/subquery holds an operator (`+ - * / % ^`) or a parenthesis; or an \
                `offset`/`@` operand starts with `(`, a function call, or a sign before one of \
                them (`@ start()`/`@ end()` are stable)",
     },
@@ -277,17 +277,13 @@ fn uses_duration_expression(code: &str) -> bool {
     brackets_hold_expression(code) || modifier_operand_is_expression(code)
 }
 
-/// Is `s` a plain duration or number (what stable PromQL allows in `[...]`)?
-fn is_plain_duration(s: &str) -> bool {
-    let s = s.trim();
-    if s.is_empty() {
-        return false;
-    }
-    let all_units = s.chars().all(|c| c.is_ascii_alphanumeric() || c == '.');
-    all_units && s.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+/// Does a `[...]` range or step hold arithmetic or a call (rather than a literal)? Invalid
+/// literals such as `[x]` are not duration expressions: they must fail, not be skipped.
+fn is_expression(s: &str) -> bool {
+    s.contains(['+', '-', '*', '/', '%', '^', '('])
 }
 
-/// A `[...]` (outside label matchers) whose content is not `<dur>` or `<dur>:[<dur>]`.
+/// A `[...]` (outside label matchers) whose range or step is an arithmetic expression or call.
 fn brackets_hold_expression(code: &str) -> bool {
     let mut depth_brace = 0usize;
     let mut start: Option<usize> = None;
@@ -310,14 +306,7 @@ fn brackets_hold_expression(code: &str) -> bool {
                 }
                 if let Some(s) = start.take() {
                     let inner = &code[s..i];
-                    let plain = match inner.split_once(':') {
-                        Some((range, step)) => {
-                            is_plain_duration(range)
-                                && (step.trim().is_empty() || is_plain_duration(step))
-                        }
-                        None => is_plain_duration(inner),
-                    };
-                    if !plain {
+                    if is_expression(inner) {
                         return true;
                     }
                 }

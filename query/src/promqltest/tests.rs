@@ -570,6 +570,9 @@ fn skip_kinds_are_detected_from_the_text() {
     assert!(kinds(r#"label_replace(x, "dst", "fill(", "src", "info(anchored)")"#).is_empty());
     assert!(kinds("info_metric").is_empty());
     assert!(kinds(r#"x{offset="(1)"}"#).is_empty());
+    // An invalid range is a failure to report, not a duration expression.
+    assert!(kinds("rate(x[foo])").is_empty());
+    assert!(kinds("rate(x[5m:1m])").is_empty());
 
     assert_eq!(kinds("info(rate(x[5m]))"), vec![SkipKind::InfoFunction]);
     assert_eq!(
