@@ -63,14 +63,19 @@ impl Default for RunOptions {
     }
 }
 
+/// Time limit of one query, so an evaluator that loops fails its eval instead of hanging the
+/// run. Generous: the slowest script query takes milliseconds.
+pub const EVAL_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The evaluation options of the scripts (FORMAT.md §6).
 pub fn eval_options() -> EvalOptions {
     // Struct-update syntax on purpose: `EvalOptions` grows fields, and the scripts want the
-    // defaults for all but these two.
+    // defaults for all others (e.g. the 1m step of subqueries without one).
     #[allow(clippy::needless_update)]
     EvalOptions {
         lookback_ms: LOOKBACK_MS,
         max_samples: MAX_SAMPLES,
+        timeout: Some(EVAL_TIMEOUT),
         ..EvalOptions::default()
     }
 }
