@@ -532,7 +532,14 @@ fn run_eval(store: &mut Store, ev: &Eval, opts: &RunOptions) -> Outcome {
     let outcome = match outcome {
         Ok(None) => Outcome::Passed,
         Ok(Some(m)) => Outcome::MessageMismatch(m),
-        Err(m) => return failure(m.message, m.expected, m.got, result.err()),
+        Err(m) => {
+            return failure(
+                m.message,
+                m.expected,
+                m.got,
+                result.err().map(|e| e.message),
+            );
+        }
     };
     if opts.strict
         && let EvalMode::Instant { at_ms } = ev.mode
@@ -543,19 +550,40 @@ fn run_eval(store: &mut Store, ev: &Eval, opts: &RunOptions) -> Outcome {
     outcome
 }
 
+/// Why a query produced no value.
+#[derive(Debug, Clone)]
+struct EvalError {
+    /// The error text (the query's error, or what went wrong around it).
+    message: String,
+    /// A panic or a timeout: never an acceptable outcome, even for an expected failure.
+    hard: bool,
+}
+
+impl fmt::Display for EvalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// Runs the evaluator, turning a panic into an error so one bad eval cannot stop a run.
 fn guarded(
     f: impl FnOnce() -> Result<QueryOutput, crate::QueryError>,
-) -> Result<QueryOutput, String> {
+) -> Result<QueryOutput, EvalError> {
     match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => r.map_err(|e| e.to_string()),
+        Ok(r) => r.map_err(|e| EvalError {
+            hard: matches!(e, crate::QueryError::Timeout),
+            message: e.to_string(),
+        }),
         Err(p) => {
             let msg = p
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| p.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_string());
-            Err(format!("the evaluator panicked: {msg}"))
+            Err(EvalError {
+                message: format!("the evaluator panicked: {msg}"),
+                hard: true,
+            })
         }
     }
 }
@@ -564,7 +592,7 @@ fn guarded(
 /// message, `Err(_)` failed.
 fn judge(
     ev: &Eval,
-    result: &Result<QueryOutput, String>,
+    result: &Result<QueryOutput, EvalError>,
     check_order: bool,
 ) -> Result<Option<MessageMismatch>, Mismatch> {
     if let Some(pattern) = &ev.fail {
@@ -574,7 +602,12 @@ fn judge(
                 expected: format!("an error ({pattern})"),
                 got: render_value(&out.value),
             }),
-            Err(e) if pattern.matches(e.trim()) => Ok(None),
+            Err(e) if e.hard => Err(Mismatch {
+                message: "expected the query to fail, but the evaluation broke off".to_string(),
+                expected: format!("an error ({pattern})"),
+                got: String::new(),
+            }),
+            Err(e) if pattern.matches(e.message.trim()) => Ok(None),
             Err(e) => Ok(Some(MessageMismatch {
                 line: ev.line,
                 eval: ev.text.clone(),
@@ -582,7 +615,7 @@ fn judge(
                     TextMatch::Exact(m) => format!("{m:?}"),
                     other => other.to_string(),
                 },
-                got: e.clone(),
+                got: e.message.clone(),
             })),
         };
     }
@@ -683,7 +716,7 @@ fn strict_checks(
     q: &Querier,
     ev: &Eval,
     at_ms: i64,
-    original: &Result<QueryOutput, String>,
+    original: &Result<QueryOutput, EvalError>,
 ) -> Result<(), StrictFailure> {
     let Ok(parsed) = crate::parse(&ev.expr) else {
         // The query does not parse: the main check already judged that.
@@ -717,7 +750,7 @@ fn strict_checks(
                 return fail_with(
                     format!("step invariance: `{text}` evaluated at {}ms", t),
                     m,
-                    r.err(),
+                    r.err().map(|e| e.message),
                 );
             }
         }
@@ -744,7 +777,7 @@ fn strict_checks(
                     expected: render_expected(&ev.expected),
                     got: String::new(),
                 },
-                Some(e),
+                Some(e.message),
             ));
         }
     };

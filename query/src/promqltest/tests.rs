@@ -1003,3 +1003,14 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn a_panic_is_never_an_expected_failure() {
+    let ev = only_eval("eval instant at 0 x\n  expect fail");
+    let panicked = guarded(|| panic!("boom"));
+    let err = panicked.as_ref().unwrap_err();
+    assert!(err.hard && err.message.contains("boom"), "{err}");
+    assert!(judge(&ev, &panicked, true).is_err());
+    let failed = guarded(|| Err(crate::QueryError::Parse("bad".into())));
+    assert_eq!(judge(&ev, &failed, true), Ok(None));
+}
