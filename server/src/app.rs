@@ -42,6 +42,8 @@ pub struct AppState {
     pub loki: Arc<crate::loki::LokiState>,
     /// The trace store (all tenants).
     pub traces: Arc<TraceStore>,
+    /// Span metrics and service-graph metrics derived from incoming spans.
+    pub spanmetrics: Arc<crate::spanmetrics::SpanMetrics>,
 }
 
 /// Options of the HTTP layer.
@@ -82,6 +84,7 @@ impl AppState {
             loki: Arc::new(crate::loki::LokiState::lazy(&options.data_dir)),
             started: Instant::now(),
             start_time: SystemTime::now(),
+            spanmetrics: Arc::new(crate::spanmetrics::SpanMetrics::default()),
             traces: Arc::new(TraceStore::empty(TraceOptions {
                 data_dir: options.data_dir.clone().into(),
                 ..TraceOptions::default()

@@ -12,6 +12,7 @@
 //! - [`loki`]: the Loki push and query API over the log store.
 //! - [`limits`]: per-tenant ingestion limits.
 //! - [`tempo`]: the Tempo trace API and Strata's trace tree view.
+//! - [`spanmetrics`]: span metrics and service-graph metrics written as Prometheus series.
 //! - [`selfmetrics`]: Strata's own metrics on `/metrics`.
 
 pub mod api;
@@ -23,4 +24,5 @@ pub mod otlp;
 pub mod prom_api;
 pub mod remote;
 pub mod selfmetrics;
+pub mod spanmetrics;
 pub mod tempo;

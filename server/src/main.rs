@@ -318,15 +318,22 @@ async fn run(
         }));
     }
     let maint_traces = state.traces.clone();
+    let flush_state = state.clone();
     let trace_maintenance = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        let mut last_flush = std::time::Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         loop {
             tick.tick().await;
             let t = maint_traces.clone();
-            // Errors are logged inside `maintain`.
+            // Errors are logged inside `maintain` and `flush`.
             let _ = tokio::task::spawn_blocking(move || t.maintain()).await;
+            if last_flush.elapsed() >= strata_server::spanmetrics::FLUSH_INTERVAL {
+                last_flush = std::time::Instant::now();
+                let st = flush_state.clone();
+                let _ = tokio::task::spawn_blocking(move || st.spanmetrics.flush(&st)).await;
+            }
         }
     });
     let maint_engine = engine.clone();
@@ -361,6 +368,9 @@ async fn run(
     }
     trace_maintenance.abort();
     let _ = trace_maintenance.await;
+    // The last span metrics reach the engine before it is closed.
+    let st = state.clone();
+    let _ = tokio::task::spawn_blocking(move || st.spanmetrics.flush(&st)).await;
     state
         .ready
         .store(false, std::sync::atomic::Ordering::Release);

@@ -27,12 +27,16 @@
 //!
 //! Submodules: [`body`] (content type, gzip, error bodies), [`traces`] (span conversion and
 //! validation, handlers).
+//!
+//! [`metrics`] turns OTLP metrics into Prometheus series in the metrics engine.
 
 pub mod body;
+pub mod metrics;
 pub mod traces;
 
 use axum::Router;
 use axum::routing::post;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsServiceServer;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
 use tonic::codec::CompressionEncoding;
 
@@ -45,6 +49,7 @@ pub const GRPC_MAX_MESSAGE: usize = 4 << 20;
 pub fn http_routes() -> Router<AppState> {
     Router::new()
         .route("/v1/traces", post(traces::handle_http))
+        .route("/v1/metrics", post(metrics::handle_http))
 }
 
 /// The router of the dedicated OTLP HTTP listener (default `0.0.0.0:4318`).
@@ -60,6 +65,14 @@ pub fn grpc_routes(state: &AppState) -> tonic::service::Routes {
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(
         TraceServiceServer::new(traces::GrpcTraces {
+            state: state.clone(),
+        })
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(GRPC_MAX_MESSAGE),
+    );
+    routes.add_service(
+        MetricsServiceServer::new(metrics::GrpcMetrics {
             state: state.clone(),
         })
         .accept_compressed(CompressionEncoding::Gzip)

@@ -10,6 +10,7 @@
 //! | `GET /api/search/tag/{tag}/values`, `/api/v2/search/tag/{tag}/values` | values (v2: typed) |
 //! | `GET /api/echo` | `echo` |
 //! | `GET /api/status/buildinfo` | version |
+//! | `GET /api/service-map` | Strata's service dependency graph over `start`..`end` |
 //!
 //! The protobuf messages `Trace` (field 1: repeated `ResourceSpans`) and `TraceByIDResponse`
 //! (1: trace, 3: status, 4: message) are defined here with the field numbers Tempo's API uses,
@@ -52,6 +53,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v2/search/tag/{tag}/values", get(tag_values_v2))
         .route("/api/echo", get(echo))
         .route("/api/status/buildinfo", get(buildinfo))
+        .route("/api/service-map", get(service_map))
 }
 
 /// Tempo's `Trace` message.
@@ -765,6 +767,108 @@ async fn tag_values_v2(
             json_response(StatusCode::OK, &json!({ "tagValues": vals }))
         }
         Err(e) => error(&e),
+    }
+}
+
+/// Traces a service map reads at most (bounds the cost of one request).
+const SERVICE_MAP_MAX_TRACES: usize = 200_000;
+
+fn stats_json(s: &strata_query::traces::Stats, window_s: f64) -> Json {
+    json!({
+        "requests": s.requests,
+        "requestRate": s.requests as f64 / window_s,
+        "errors": s.errors,
+        "errorRate": s.error_rate(),
+        "avgLatencyMs": s.avg_ms(),
+        "p95LatencyMs": s.p95_ms(),
+    })
+}
+
+fn run_service_map(state: &AppState, headers: &HeaderMap, p: &Params) -> Result<Json, ApiError> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let end_ms = crate::api::time_param(p, "end", now_ms)?;
+    let start_ms = crate::api::time_param(p, "start", end_ms - 3_600_000)?;
+    if start_ms >= end_ms {
+        return Err(ApiError::bad_data(
+            "invalid parameters: \"start\" must be before \"end\"",
+        ));
+    }
+    let to_ns = |ms: i64| u64::try_from(ms).unwrap_or(0).saturating_mul(1_000_000);
+    let hints = strata_engine::traces::SearchHints {
+        start_ns: to_ns(start_ms),
+        end_ns: to_ns(end_ms),
+        ..Default::default()
+    };
+    let mut map = strata_query::traces::ServiceMap::default();
+    let mut traces = 0usize;
+    let mut truncated = false;
+    if let Some(store) = tenant_store(state, headers)? {
+        let mut seen = std::collections::HashSet::new();
+        let mut err = None;
+        store
+            .search(&hints, |id, _| {
+                if !seen.insert(*id) {
+                    return std::ops::ControlFlow::Continue(());
+                }
+                if seen.len() > SERVICE_MAP_MAX_TRACES {
+                    truncated = true;
+                    return std::ops::ControlFlow::Break(());
+                }
+                match store.trace(id) {
+                    Ok(spans) => {
+                        traces += 1;
+                        map.add_trace(&spans);
+                        std::ops::ControlFlow::Continue(())
+                    }
+                    Err(e) => {
+                        err = Some(e);
+                        std::ops::ControlFlow::Break(())
+                    }
+                }
+            })
+            .map_err(internal)?;
+        if let Some(e) = err {
+            return Err(internal(e));
+        }
+    }
+    let window_s = (end_ms - start_ms) as f64 / 1000.0;
+    let nodes: Vec<Json> = map
+        .nodes
+        .iter()
+        .map(|(name, s)| {
+            let mut v = stats_json(s, window_s);
+            v["id"] = json!(name);
+            v
+        })
+        .collect();
+    let edges: Vec<Json> = map
+        .edges
+        .iter()
+        .map(|((a, b), s)| {
+            let mut v = stats_json(s, window_s);
+            v["source"] = json!(a);
+            v["target"] = json!(b);
+            v
+        })
+        .collect();
+    Ok(json!({
+        "start": crate::api::rfc3339(start_ms),
+        "end": crate::api::rfc3339(end_ms),
+        "traces": traces,
+        "truncated": truncated,
+        "nodes": nodes,
+        "edges": edges,
+    }))
+}
+
+async fn service_map(State(state): State<AppState>, headers: HeaderMap, p: Params) -> Response {
+    match tokio::task::spawn_blocking(move || run_service_map(&state, &headers, &p)).await {
+        Ok(Ok(v)) => json_response(StatusCode::OK, &v),
+        Ok(Err(e)) => error(&e),
+        Err(e) => error(&ApiError::internal(e.to_string())),
     }
 }
 

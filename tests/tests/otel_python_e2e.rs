@@ -368,6 +368,49 @@ fn python_sdk_exports_over_grpc_and_http_and_the_tree_comes_back() {
             .iter()
             .any(|t| t == "db.system")
     );
+    // The service map of the two traces: gateway → payment (checkout → charge, failed),
+    // payment → postgresql (a client span with db.system and no instrumented callee).
+    let map = json(&s.http, "/api/service-map", tenant);
+    assert_eq!(map["traces"], 2, "{map:#}");
+    let node = |id: &str| {
+        map["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(node("gateway")["requests"], 2);
+    assert_eq!(node("payment")["errors"], 2);
+    assert_eq!(node("payment")["errorRate"], 1.0);
+    assert_eq!(node("postgresql")["requests"], 2);
+    let edges: Vec<(String, String)> = map["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["source"].as_str().unwrap().to_string(),
+                e["target"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        edges,
+        [
+            ("gateway".into(), "payment".into()),
+            ("payment".into(), "postgresql".into())
+        ]
+    );
+    let e = &map["edges"][0];
+    assert_eq!(
+        (e["requests"].as_u64(), e["errors"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(e["avgLatencyMs"], 80.0);
+    assert_eq!(e["p95LatencyMs"], 80.0);
+
     let values = json(
         &s.http,
         "/api/v2/search/tag/resource.service.name/values",

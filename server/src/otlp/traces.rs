@@ -244,16 +244,17 @@ pub fn decode_request(bytes: &[u8], enc: Encoding) -> Result<ExportTraceServiceR
 pub fn store(state: &AppState, tenant: &str, conv: &mut Converted) -> Result<(), ApiError> {
     let spans = std::mem::take(&mut conv.spans);
     let n = spans.len();
-    state
-        .traces
-        .tenant(tenant)
-        .and_then(|t| t.append(spans))
-        .map_err(|e| match e {
-            strata_engine::traces::TraceError::InvalidTenant(_) => {
-                ApiError::bad_data(e.to_string())
-            }
-            other => ApiError::new(ErrorKind::Unavailable, format!("storing spans: {other}")),
-        })?;
+    let t = state.traces.tenant(tenant).map_err(|e| match e {
+        strata_engine::traces::TraceError::InvalidTenant(_) => ApiError::bad_data(e.to_string()),
+        other => ApiError::new(ErrorKind::Unavailable, format!("storing spans: {other}")),
+    })?;
+    // Derived metrics count what is about to be stored. If the WAL write fails, the tenant
+    // refuses every write until a restart, which also resets these in-memory counters.
+    state.spanmetrics.observe(tenant, &spans);
+    t.append(spans).map_err(|e| match e {
+        strata_engine::traces::TraceError::InvalidTenant(_) => ApiError::bad_data(e.to_string()),
+        other => ApiError::new(ErrorKind::Unavailable, format!("storing spans: {other}")),
+    })?;
     tracing::debug!(
         tenant,
         spans = n,
