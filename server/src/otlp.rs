@@ -26,16 +26,18 @@
 //! the default sync mode): acknowledged means durable.
 //!
 //! Submodules: [`body`] (content type, gzip, error bodies), [`traces`] (span conversion and
-//! validation, handlers).
+//! validation, handlers), [`logs`] (log records → log streams, `/v1/logs` and `LogsService`).
 //!
 //! [`metrics`] turns OTLP metrics into Prometheus series in the metrics engine.
 
 pub mod body;
 pub mod metrics;
+pub mod logs;
 pub mod traces;
 
 use axum::Router;
 use axum::routing::post;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::LogsServiceServer;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsServiceServer;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
 use tonic::codec::CompressionEncoding;
@@ -50,6 +52,7 @@ pub fn http_routes() -> Router<AppState> {
     Router::new()
         .route("/v1/traces", post(traces::handle_http))
         .route("/v1/metrics", post(metrics::handle_http))
+        .route("/v1/logs", post(logs::handle_http))
 }
 
 /// The router of the dedicated OTLP HTTP listener (default `0.0.0.0:4318`).
@@ -65,6 +68,14 @@ pub fn grpc_routes(state: &AppState) -> tonic::service::Routes {
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(
         TraceServiceServer::new(traces::GrpcTraces {
+            state: state.clone(),
+        })
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(GRPC_MAX_MESSAGE),
+    );
+    routes.add_service(
+        LogsServiceServer::new(logs::GrpcLogs {
             state: state.clone(),
         })
         .accept_compressed(CompressionEncoding::Gzip)

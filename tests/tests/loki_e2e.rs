@@ -491,6 +491,41 @@ fn push_and_query_through_the_loki_api() {
     let (st, _) = http(&s.addr, "GET", "/-/ready", &[], b"");
     assert_eq!(st, 200);
 
+    // OTLP logs (HTTP JSON on the main port): resource attributes become stream labels,
+    // the trace id and severity structured metadata.
+    let ts = (base + 500 * 1_000_000_000).to_string();
+    let otlp = serde_json::json!({"resourceLogs": [{
+        "resource": {"attributes": [
+            {"key": "service.name", "value": {"stringValue": "otel-svc"}},
+            {"key": "host.name", "value": {"stringValue": "h1"}}]},
+        "scopeLogs": [{"logRecords": [{
+            "timeUnixNano": ts, "severityText": "WARN", "severityNumber": 13,
+            "body": {"stringValue": "disk almost full"},
+            "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174"}]}]}]});
+    let (st, text) = http(
+        &s.addr,
+        "POST",
+        "/v1/logs",
+        &json,
+        otlp.to_string().as_bytes(),
+    );
+    assert_eq!(st, 200, "{text}");
+    let v = get_json(
+        &s.addr,
+        &format!(
+            "/loki/api/v1/query_range?query={}&start={}&end={}",
+            enc(r#"{service_name="otel-svc"} | severity_text="WARN""#),
+            base,
+            base + 600 * 1_000_000_000
+        ),
+    );
+    let got = stream_entries(&v);
+    assert_eq!(got.len(), 1, "{v}");
+    assert_eq!(got[0].1, "disk almost full");
+    assert_eq!(got[0].2["trace_id"], "5b8efff798038103d269b633813fc60c");
+    assert_eq!(got[0].2["span_id"], "eee19b7ec3c1b174");
+    assert_eq!(got[0].2["host_name"], "h1");
+
     // kill -9: everything acknowledged is back after the restart (WAL replay).
     let mut s = s;
     s.child.kill().unwrap();
