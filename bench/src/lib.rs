@@ -10,11 +10,13 @@
 //! - [`dump`]: a reader of `promtool tsdb dump` text, the format of the real capture in
 //!   `shared/data/metrics/` (see [`dump::real_dump_path`]);
 //! - [`fixture`]: feeding that data into an engine and measuring blocks and memory;
+//! - [`logload`]: `strata-load logs`, the Loki push load generator (generated or Loghub lines);
 //! - [`rng`]: the small PRNG behind the generator, so the data never changes with a dependency.
 
 pub mod dump;
 pub mod fixture;
 pub mod generator;
+pub mod logload;
 pub mod rng;
 
 pub use dump::{DumpSeries, load_dump, parse_dump, real_dump_path};

@@ -61,6 +61,9 @@ const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("logs") {
+        return strata_bench::logload::main(args.get(2..).unwrap_or_default());
+    }
     if args.iter().any(|a| a == "-h" || a == "--help") {
         println!(
             "usage: strata-load --url http://HOST:PORT/PATH [--series 10000] [--duration 1h] \
