@@ -18,6 +18,7 @@ pub mod fixture;
 pub mod generator;
 pub mod logload;
 pub mod rng;
+pub mod traceload;
 
 pub use dump::{DumpSeries, load_dump, parse_dump, real_dump_path};
 pub use generator::{GenConfig, Generator, MetricType};

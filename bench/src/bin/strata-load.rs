@@ -60,6 +60,10 @@ const IO_ATTEMPTS: usize = 3;
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("traces") {
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        return strata_bench::traceload::main(&args);
+    }
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("logs") {
         return strata_bench::logload::main(args.get(2..).unwrap_or_default());
