@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use roaring::RoaringBitmap;
-use strata_wal::{CheckpointAction, SyncMode, Wal, WalOptions};
+use strata_wal::{CheckpointAction, SyncMode, Wal, WalFile, WalOptions};
 
 use crate::db::valid_tenant;
 use crate::labels::{Labels, Matcher};
@@ -581,6 +581,7 @@ impl LogStore {
                 strata_wal::RecoveryMode::TolerateTornTail
             },
         };
+        let flushed_upto = read_flush_marker(&dir)?;
         let (wal, mut replay, repair) = Wal::open(dir.join("wal"), wal_opts)?;
         if let Some(r) = repair
             && !r.is_torn_tail_only()
@@ -602,7 +603,15 @@ impl LogStore {
                     reason: format!("unknown record kind {}", rec.kind),
                 });
             }
-            for s in decode_push(rec.payload)? {
+            let streams = decode_push(rec.payload)?;
+            // Segments a flush already put into blocks (a crash came between the block write
+            // and the WAL checkpoint) are skipped, so no entry is loaded twice.
+            if let (Some(upto), Some(WalFile::Segment(n))) = (flushed_upto, replay.current_file())
+                && n <= upto
+            {
+                continue;
+            }
+            for s in streams {
                 let sid = inner.get_or_create(&s.labels);
                 report.replayed_entries += s.entries.len() as u64;
                 inner.apply(sid, s.entries, opts.chunk_target_bytes)?;
@@ -887,10 +896,11 @@ impl LogStore {
         inner.mem_traces.clear();
         inner.unflushed_bytes = 0;
         drop(inner);
-        // Everything the WAL holds is now in blocks: drop it.
+        // Everything the WAL holds is now in blocks: record that, then drop it.
         let next = self.wal.rotate()?;
         if next > 0 {
             let covered = next - 1;
+            write_flush_marker(&self.dir, covered)?;
             if self.wal.last_checkpoint().is_none_or(|c| c < covered)
                 && self.wal.segments().first().is_some_and(|&f| f <= covered)
             {
@@ -1076,6 +1086,57 @@ impl LogStore {
     /// Number of streams.
     pub fn num_streams(&self) -> usize {
         self.inner.read().streams.len()
+    }
+}
+
+/// Name of the file recording the last WAL segment whose entries are all in blocks.
+const FLUSH_MARKER: &str = "flushed";
+
+fn flush_marker_text(segment: u64) -> String {
+    let body = format!("SLFM v1 {segment}");
+    format!("{body} {:08x}\n", crc32fast::hash(body.as_bytes()))
+}
+
+/// Atomically records that WAL segments up to `segment` are in blocks.
+fn write_flush_marker(dir: &Path, segment: u64) -> Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!("{FLUSH_MARKER}.tmp"));
+    let path = dir.join(FLUSH_MARKER);
+    let mut f =
+        std::fs::File::create(&tmp).map_err(|e| LogError::io("create flush marker", &tmp, e))?;
+    f.write_all(flush_marker_text(segment).as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| LogError::io("write flush marker", &tmp, e))?;
+    drop(f);
+    std::fs::rename(&tmp, &path).map_err(|e| LogError::io("rename flush marker", &path, e))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| LogError::io("fsync log dir", dir, e))
+}
+
+/// Reads the flush marker: `None` if there is none; an error if it is damaged.
+fn read_flush_marker(dir: &Path) -> Result<Option<u64>> {
+    let path = dir.join(FLUSH_MARKER);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(LogError::io("read flush marker", &path, e)),
+    };
+    let bad = |reason: &str| LogError::Corrupt {
+        what: "log flush marker",
+        offset: 0,
+        reason: format!("{}: {reason}", path.display()),
+    };
+    let mut parts = text.trim_end().rsplitn(2, ' ');
+    let (Some(crc), Some(body)) = (parts.next(), parts.next()) else {
+        return Err(bad("expected \"SLFM v1 <segment> <crc32>\""));
+    };
+    if format!("{:08x}", crc32fast::hash(body.as_bytes())) != crc {
+        return Err(bad("checksum mismatch"));
+    }
+    match body.strip_prefix("SLFM v1 ").map(str::parse::<u64>) {
+        Some(Ok(n)) => Ok(Some(n)),
+        _ => Err(bad("unsupported version or bad segment number")),
     }
 }
 
@@ -1350,6 +1411,31 @@ mod tests {
         );
         let st = store.stats(&[Matcher::equal("job", "b")], i64::MIN, i64::MAX);
         assert_eq!((st.streams, st.entries), (1, 1));
+    }
+
+    #[test]
+    fn flush_marker_round_trips_and_skips_flushed_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_flush_marker(dir.path()).unwrap(), None);
+        write_flush_marker(dir.path(), 41).unwrap();
+        assert_eq!(read_flush_marker(dir.path()).unwrap(), Some(41));
+        std::fs::write(dir.path().join(FLUSH_MARKER), "SLFM v1 42 00000000\n").unwrap();
+        assert!(read_flush_marker(dir.path()).is_err());
+        // A crash after the block write but before the WAL checkpoint leaves segments the
+        // marker covers: replay skips them.
+        let data = tempfile::tempdir().unwrap();
+        {
+            let (store, _) = LogStore::open("t", &opts(data.path())).unwrap();
+            push(&store, "a", &[(1, "one"), (2, "two")]);
+        }
+        let logs = data.path().join("tenants/t/logs");
+        write_flush_marker(&logs, 1 << 40).unwrap();
+        let (_store, report) = LogStore::open("t", &opts(data.path())).unwrap();
+        assert_eq!(report.replayed_entries, 0);
+        std::fs::remove_file(logs.join(FLUSH_MARKER)).unwrap();
+        drop(_store);
+        let (_store, report) = LogStore::open("t", &opts(data.path())).unwrap();
+        assert_eq!(report.replayed_entries, 2);
     }
 
     #[test]
