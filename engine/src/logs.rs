@@ -43,8 +43,8 @@ use std::path::PathBuf;
 pub use chunk::LogEntry;
 pub use record::StreamEntries;
 pub use store::{
-    ChunkRef, ChunkSelect, LogEngine, LogOpenReport, LogStore, LogStoreOptions, PushLimits,
-    PushReport, Rejection, StoreStats, StreamInfo,
+    ChunkRef, ChunkSelect, LogBlockInfo, LogEngine, LogOpenReport, LogStore, LogStoreOptions,
+    PushLimits, PushReport, Rejection, StoreStats, StreamInfo,
 };
 
 /// Errors of the log store.

@@ -321,7 +321,8 @@ struct Inner {
     by_hash: HashMap<u64, Vec<u32>>,
     postings: BTreeMap<String, BTreeMap<String, RoaringBitmap>>,
     chunks: Vec<SealedChunk>,
-    blocks: Vec<Arc<LogBlock>>,
+    /// Blocks by index; `None` once retention deleted one (indices stay stable).
+    blocks: Vec<Option<Arc<LogBlock>>>,
     /// Block chunk ordinal → global chunk id, per block.
     block_chunk_ids: Vec<Vec<u32>>,
     /// Trace id → chunk ids, for chunks not yet in a block.
@@ -570,7 +571,7 @@ impl LogStore {
             }
             load_block(&mut inner, Arc::new(block));
         }
-        report.blocks = inner.blocks.len();
+        report.blocks = inner.blocks.iter().flatten().count();
 
         let wal_opts = WalOptions {
             segment_size: opts.wal_segment_size,
@@ -890,7 +891,7 @@ impl LogStore {
                 }
             }
             inner.block_chunk_ids.push(cids);
-            inner.blocks.push(block);
+            inner.blocks.push(Some(block));
             written += 1;
         }
         inner.mem_traces.clear();
@@ -978,7 +979,8 @@ impl LogStore {
                 .map(|v| v.iter().copied().collect())
                 .unwrap_or_default();
             for (b, ids) in inner.blocks.iter().zip(&inner.block_chunk_ids) {
-                if t < 1 || b.trace_count() == 0 {
+                let Some(b) = b else { continue };
+                if b.trace_count() == 0 {
                     continue;
                 }
                 for ord in b.trace_chunks(t) {
@@ -1074,13 +1076,75 @@ impl LogStore {
             .read()
             .blocks
             .iter()
+            .flatten()
             .map(|b| b.size() as u64)
             .sum()
     }
 
     /// Number of block files.
     pub fn num_blocks(&self) -> usize {
-        self.inner.read().blocks.len()
+        self.inner.read().blocks.iter().flatten().count()
+    }
+
+    /// The block files with their time ranges: what compaction and retention plan with.
+    pub fn block_infos(&self) -> Vec<LogBlockInfo> {
+        self.inner
+            .read()
+            .blocks
+            .iter()
+            .flatten()
+            .map(|b| LogBlockInfo {
+                path: b.path().to_path_buf(),
+                min_t: b.min_t,
+                max_t: b.max_t,
+                bytes: b.size() as u64,
+                chunks: b.chunks.len(),
+            })
+            .collect()
+    }
+
+    /// Retention: deletes every block whose newest entry is older than `cutoff` (ns) and
+    /// forgets its chunks. Returns the number of blocks deleted. Head data is never dropped.
+    pub fn drop_blocks_before(&self, cutoff: i64) -> Result<usize> {
+        let _one = self.flush_lock.lock();
+        let _gate = self.gate.write();
+        let mut inner = self.inner.write();
+        let mut dropped = 0;
+        for b in 0..inner.blocks.len() {
+            let Some(block) = inner.blocks.get(b).cloned().flatten() else {
+                continue;
+            };
+            if block.max_t >= cutoff {
+                continue;
+            }
+            std::fs::remove_file(block.path())
+                .map_err(|e| LogError::io("delete log block", block.path(), e))?;
+            let ids = inner.block_chunk_ids.get(b).cloned().unwrap_or_default();
+            for cid in &ids {
+                let stream = match inner.chunks.get_mut(*cid as usize) {
+                    Some(c) => {
+                        c.data = Bytes::new();
+                        c.signature = Bytes::new();
+                        c.entries = 0;
+                        c.raw_bytes = 0;
+                        // An empty range: selects never match it.
+                        c.min_t = i64::MAX;
+                        c.max_t = i64::MIN;
+                        c.stream
+                    }
+                    None => continue,
+                };
+                if let Some(s) = inner.streams.get_mut(stream as usize) {
+                    s.chunks.retain(|x| x != cid);
+                }
+            }
+            if let Some(slot) = inner.blocks.get_mut(b) {
+                *slot = None;
+            }
+            dropped += 1;
+            tracing::info!(tenant = %self.id, path = %block.path().display(), "retention deleted log block");
+        }
+        Ok(dropped)
     }
 
     /// Number of streams.
@@ -1140,6 +1204,21 @@ fn read_flush_marker(dir: &Path) -> Result<Option<u64>> {
     }
 }
 
+/// A block as listed for compaction and retention.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogBlockInfo {
+    /// The block file.
+    pub path: PathBuf,
+    /// Oldest entry (ns).
+    pub min_t: i64,
+    /// Newest entry (ns).
+    pub max_t: i64,
+    /// File size.
+    pub bytes: u64,
+    /// Chunks in it.
+    pub chunks: usize,
+}
+
 fn load_block(inner: &mut Inner, block: Arc<LogBlock>) {
     let mut ids = Vec::with_capacity(block.chunks.len());
     let stream_ids: Vec<u32> = block
@@ -1171,7 +1250,7 @@ fn load_block(inner: &mut Inner, block: Arc<LogBlock>) {
         ids.push(cid);
     }
     inner.block_chunk_ids.push(ids);
-    inner.blocks.push(block);
+    inner.blocks.push(Some(block));
 }
 
 /// The log stores of all tenants.
@@ -1390,6 +1469,10 @@ mod tests {
             assert!(store.num_blocks() >= 1);
             // Out-of-order within the window is accepted; this one goes to the head.
             push(&store, "a", &[(3, "late line")]);
+            // Retention hooks: nothing is older than 0, everything is older than 10^6.
+            assert_eq!(store.drop_blocks_before(0).unwrap(), 0);
+            let infos = store.block_infos();
+            assert!(!infos.is_empty() && infos.iter().all(|b| b.max_t <= 490));
         }
         let (store, report) = LogStore::open("t1", &opts(dir.path())).unwrap();
         assert_eq!(
@@ -1411,6 +1494,11 @@ mod tests {
         );
         let st = store.stats(&[Matcher::equal("job", "b")], i64::MIN, i64::MAX);
         assert_eq!((st.streams, st.entries), (1, 1));
+        let n = store.num_blocks();
+        assert_eq!(store.drop_blocks_before(1_000_000).unwrap(), n);
+        assert_eq!(store.num_blocks(), 0);
+        // Only the head entry (the late line) is left.
+        assert_eq!(all_lines(&store, &[]), vec![(3, "late line".to_string())]);
     }
 
     #[test]
