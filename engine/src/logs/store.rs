@@ -307,6 +307,9 @@ struct SealedChunk {
 struct Stream {
     labels: Arc<Labels>,
     head: Vec<LogEntry>,
+    /// Head buffers taken for sealing whose chunk is being compressed outside the lock;
+    /// queries read them like the head.
+    sealing: Vec<Arc<Vec<LogEntry>>>,
     head_bytes: usize,
     head_sorted: bool,
     newest: i64,
@@ -354,6 +357,7 @@ impl Inner {
         self.streams.push(Stream {
             labels: Arc::new(labels),
             head: Vec::new(),
+            sealing: Vec::new(),
             head_bytes: 0,
             head_sorted: true,
             newest: i64::MIN,
@@ -372,10 +376,19 @@ impl Inner {
         }
     }
 
-    /// Appends entries to a stream's head (no checks: they were validated before the WAL).
+    /// Appends entries to a stream's head (no checks: they were validated before the WAL)
+    /// and seals the head in place when it reached `target`.
     fn apply(&mut self, id: u32, entries: Vec<LogEntry>, target: usize) -> Result<()> {
+        if self.append_head(id, entries, target) {
+            self.seal(id)?;
+        }
+        Ok(())
+    }
+
+    /// Appends entries to a stream's head; true if the head reached `target`.
+    fn append_head(&mut self, id: u32, entries: Vec<LogEntry>, target: usize) -> bool {
         let Some(s) = self.streams.get_mut(id as usize) else {
-            return Ok(());
+            return false;
         };
         for e in entries {
             if s.head.last().is_some_and(|l| l.ts > e.ts) {
@@ -387,13 +400,53 @@ impl Inner {
             s.head_bytes += e.line.len();
             s.head.push(e);
         }
-        if s.head_bytes >= target {
-            self.seal(id)?;
-        }
-        Ok(())
+        s.head_bytes >= target
     }
 
-    /// Cuts a stream's head into a sealed chunk.
+    /// Takes a stream's head for sealing outside the lock; it stays readable in `sealing`.
+    fn take_head(&mut self, id: u32) -> Option<(Arc<Vec<LogEntry>>, usize, bool)> {
+        let s = self.streams.get_mut(id as usize)?;
+        if s.head.is_empty() {
+            return None;
+        }
+        let head = Arc::new(std::mem::take(&mut s.head));
+        let raw = std::mem::take(&mut s.head_bytes);
+        let sorted = std::mem::replace(&mut s.head_sorted, true);
+        s.sealing.push(head.clone());
+        Some((head, raw, sorted))
+    }
+
+    /// Publishes a chunk prepared outside the lock and retires its `sealing` buffer.
+    fn insert_prepared(&mut self, id: u32, taken: &Arc<Vec<LogEntry>>, p: PreparedChunk) {
+        if let Some(s) = self.streams.get_mut(id as usize) {
+            s.sealing.retain(|b| !Arc::ptr_eq(b, taken));
+        }
+        self.insert_sealed(id, p);
+    }
+
+    fn insert_sealed(&mut self, id: u32, p: PreparedChunk) {
+        let cid = self.chunks.len() as u32;
+        for &t in &p.traces {
+            self.mem_traces.entry(t).or_default().push(cid);
+        }
+        if let Some(s) = self.streams.get_mut(id as usize) {
+            s.chunks.push(cid);
+        }
+        self.unflushed_bytes += p.data.len();
+        self.chunks.push(SealedChunk {
+            stream: id,
+            min_t: p.min_t,
+            max_t: p.max_t,
+            entries: p.entries,
+            raw_bytes: p.raw_bytes,
+            data: p.data,
+            signature: p.signature,
+            traces: Some(p.traces),
+            block: None,
+        });
+    }
+
+    /// Cuts a stream's head into a sealed chunk, under the lock.
     fn seal(&mut self, id: u32) -> Result<()> {
         let Some(s) = self.streams.get_mut(id as usize) else {
             return Ok(());
@@ -402,45 +455,12 @@ impl Inner {
             return Ok(());
         }
         let mut head = std::mem::take(&mut s.head);
-        let raw = s.head_bytes;
-        s.head_bytes = 0;
-        if !s.head_sorted {
+        let raw = std::mem::take(&mut s.head_bytes);
+        if !std::mem::replace(&mut s.head_sorted, true) {
             head.sort_by_key(|e| e.ts);
         }
-        s.head_sorted = true;
-        let data = encode_chunk(&head)?;
-        let mut sig = SignatureBuilder::new(signature_bits(raw));
-        let mut traces = Vec::new();
-        for e in &head {
-            sig.add(e.line.as_bytes());
-            line_trace_ids(e.line.as_bytes(), |t| traces.push(t));
-            for (n, v) in &e.metadata {
-                if is_trace_id_name(n)
-                    && let Some(t) = parse_trace_id(v)
-                {
-                    traces.push(t);
-                }
-            }
-        }
-        traces.sort_unstable();
-        traces.dedup();
-        let cid = self.chunks.len() as u32;
-        for &t in &traces {
-            self.mem_traces.entry(t).or_default().push(cid);
-        }
-        s.chunks.push(cid);
-        self.unflushed_bytes += data.len();
-        self.chunks.push(SealedChunk {
-            stream: id,
-            min_t: head.first().map_or(0, |e| e.ts),
-            max_t: head.last().map_or(0, |e| e.ts),
-            entries: head.len() as u32,
-            raw_bytes: raw as u32,
-            data: Bytes::from(data),
-            signature: Bytes::from(sig.finish()),
-            traces: Some(traces),
-            block: None,
-        });
+        let p = prepare_chunk(&head, raw)?;
+        self.insert_sealed(id, p);
         Ok(())
     }
 
@@ -796,12 +816,43 @@ impl LogStore {
             return Err(e.into());
         }
         let mut inner = self.inner.write();
+        let mut full = Vec::new();
         for s in accepted {
             let id = inner.get_or_create(&s.labels);
-            inner.apply(id, s.entries, self.opts.chunk_target_bytes)?;
+            if inner.append_head(id, s.entries, self.opts.chunk_target_bytes) {
+                full.push(id);
+            }
         }
-        let due = inner.unflushed_bytes >= self.opts.flush_bytes;
+        let taken: Vec<_> = full
+            .into_iter()
+            .filter_map(|id| inner.take_head(id).map(|t| (id, t)))
+            .collect();
         drop(inner);
+        // Compression and indexing run outside the lock; the taken heads stay readable.
+        for (id, (head, raw, sorted)) in taken {
+            let prepared = if sorted {
+                prepare_chunk(&head, raw)
+            } else {
+                let mut v = head.as_ref().clone();
+                v.sort_by_key(|e| e.ts);
+                prepare_chunk(&v, raw)
+            };
+            let mut inner = self.inner.write();
+            match prepared {
+                Ok(p) => inner.insert_prepared(id, &head, p),
+                Err(e) => {
+                    // Keep the entries in the head so nothing acknowledged is lost from reads.
+                    if let Some(s) = inner.streams.get_mut(id as usize) {
+                        s.sealing.retain(|b| !Arc::ptr_eq(b, &head));
+                        s.head.extend(head.iter().cloned());
+                        s.head_sorted = false;
+                        s.head_bytes += raw;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let due = self.inner.read().unflushed_bytes >= self.opts.flush_bytes;
         self.entries_total
             .fetch_add(report.accepted as u64, Ordering::Relaxed);
         self.bytes_total
@@ -1025,8 +1076,10 @@ impl LogStore {
                 });
             }
             let head: Vec<LogEntry> = s
-                .head
+                .sealing
                 .iter()
+                .flat_map(|b| b.iter())
+                .chain(s.head.iter())
                 .filter(|e| e.ts >= q.start && e.ts < q.end)
                 .cloned()
                 .collect();
@@ -1217,6 +1270,46 @@ pub struct LogBlockInfo {
     pub bytes: u64,
     /// Chunks in it.
     pub chunks: usize,
+}
+
+/// A chunk compressed and indexed, ready to be published.
+struct PreparedChunk {
+    min_t: i64,
+    max_t: i64,
+    entries: u32,
+    raw_bytes: u32,
+    data: Bytes,
+    signature: Bytes,
+    traces: Vec<u128>,
+}
+
+/// Encodes entries (sorted by timestamp) into a chunk with its signature and trace ids.
+fn prepare_chunk(head: &[LogEntry], raw: usize) -> Result<PreparedChunk> {
+    let data = encode_chunk(head)?;
+    let mut sig = SignatureBuilder::new(signature_bits(raw));
+    let mut traces = Vec::new();
+    for e in head {
+        sig.add(e.line.as_bytes());
+        line_trace_ids(e.line.as_bytes(), |t| traces.push(t));
+        for (n, v) in &e.metadata {
+            if is_trace_id_name(n)
+                && let Some(t) = parse_trace_id(v)
+            {
+                traces.push(t);
+            }
+        }
+    }
+    traces.sort_unstable();
+    traces.dedup();
+    Ok(PreparedChunk {
+        min_t: head.first().map_or(0, |e| e.ts),
+        max_t: head.last().map_or(0, |e| e.ts),
+        entries: head.len() as u32,
+        raw_bytes: raw as u32,
+        data: Bytes::from(data),
+        signature: Bytes::from(sig.finish()),
+        traces,
+    })
 }
 
 fn load_block(inner: &mut Inner, block: Arc<LogBlock>) {
