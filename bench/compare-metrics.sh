@@ -21,6 +21,10 @@
 #                      at the end of the data), a range query of node_cpu_seconds_total over
 #                      the whole span at 60 s step, and /api/v1/series for node_cpu_seconds_total;
 #                      each run 3 times, printed as "first/best" milliseconds
+#   dashboard queries  range queries over the whole span at 60 s step, each run 3 times, the
+#                      median in ms: `sum by (job) (rate(node_cpu_seconds_total[5m]))` (cpu),
+#                      `histogram_quantile(0.99, sum by (le) (rate(http_request_duration_
+#                      seconds_bucket[5m])))` (p99) and `count({__name__=~"node_.+"})` (count)
 #
 # Usage (from anywhere; paths are relative to the repository):
 #   bash bench/compare-metrics.sh                 # sizes A (10k series x 1h) and B (100k x 2h)
@@ -152,6 +156,24 @@ time_query() { # url
     echo "$first/$best"
 }
 
+# Runs a GET 3 times; prints the median time in ms, or "ERR(code)".
+median_query() { # url
+    local out code ts=() i
+    for i in 1 2 3; do
+        out="$(curl -s -o "$WORK/q.out" --max-time 300 -w '%{http_code} %{time_total}' "$1" 2>/dev/null || true)"
+        [ -n "$out" ] || out="000 0"
+        code="${out% *}"
+        if [ "$code" != 200 ]; then
+            echo "ERR($code)"
+            return 0
+        fi
+        ts+=("$(ms "${out#* }")")
+    done
+    printf '%s\n' "${ts[@]}" | sort -n | sed -n 2p
+}
+
+urlenc() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
+
 # --- one run ---------------------------------------------------------------------------------
 ROWS=()
 
@@ -238,6 +260,12 @@ run_one() { # system size series duration
     local n3
     n3="$(grep -o '"__name__"' "$WORK/q.out" | wc -l || true)"
     log "queries: instant $q1 ms ($n1 series), range $q2 ms ($n2 series), series $q3 ms ($n3 series)"
+    local range="start=$start_s&end=$end_s&step=60" d1 d2 d3
+    d1="$(median_query "$url/api/v1/query_range?query=$(urlenc 'sum by (job) (rate(node_cpu_seconds_total[5m]))')&$range")"
+    d2="$(median_query "$url/api/v1/query_range?query=$(urlenc 'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))')&$range")"
+    d3="$(median_query "$url/api/v1/query_range?query=$(urlenc 'count({__name__=~"node_.+"})')&$range")"
+    log "dashboard queries (median ms): cpu $d1, p99 $d2, count $d3"
+    printf '%s %s %s %s %s\n' "$size" "$system" "$d1" "$d2" "$d3" >> "$WORK/dash"
 
     local hwm
     hwm="$(hwm_kib "$pid")"
@@ -320,4 +348,19 @@ if [ -f "$WORK/summary" ]; then
                 if (line != "") printf "size %s: strata ingest =%s\n", s, line
             }
         }' "$WORK/summary" | sort
+fi
+if [ -f "$WORK/dash" ]; then
+    echo
+    echo "dashboard range queries, median of 3 (ms): size system cpu p99 count"
+    sed 's/^/  /' "$WORK/dash"
+    awk '
+        { cpu[$1" "$2] = $3; p99[$1" "$2] = $4; cnt[$1" "$2] = $5; sizes[$1] = 1 }
+        END {
+            for (s in sizes) {
+                st = s" strata"; vm = s" victoriametrics"
+                if (cpu[vm] > 0 && p99[vm] > 0 && cnt[vm] > 0 && cpu[st] != "")
+                    printf "size %s: strata/victoriametrics latency: cpu %.2fx, p99 %.2fx, count %.2fx\n",
+                        s, cpu[st] / cpu[vm], p99[st] / p99[vm], cnt[st] / cnt[vm]
+            }
+        }' "$WORK/dash" | sort
 fi

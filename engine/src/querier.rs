@@ -180,6 +180,12 @@ impl Series {
         SeriesIter::new(self.chunks.clone(), self.deleted.clone())
     }
 
+    /// Consumes the series into its labels and a sample iterator, without copying either.
+    pub fn into_parts(self) -> Result<(Labels, SeriesIter)> {
+        let it = SeriesIter::new(self.chunks, self.deleted)?;
+        Ok((self.labels, it))
+    }
+
     /// Decodes all samples in `[mint, maxt]`.
     pub fn samples(&self, mint: i64, maxt: i64) -> Result<Vec<(i64, f64)>> {
         let mut it = self.iter()?;

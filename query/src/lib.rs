@@ -117,6 +117,8 @@ pub struct EvalOptions {
     pub timeout: Option<std::time::Duration>,
     /// Set to true to abandon the evaluation (checked between series).
     pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Threads one query may use to decode and compute series. Default: the available cores.
+    pub parallelism: usize,
 }
 
 impl Default for EvalOptions {
@@ -127,6 +129,7 @@ impl Default for EvalOptions {
             subquery_step_ms: 60_000,
             timeout: None,
             cancel: None,
+            parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -179,8 +182,61 @@ pub fn range_query(
 }
 
 /// Parses a PromQL expression.
+///
+/// Errors are worded and positioned as Prometheus reports them:
+/// `1:6: parse error: expected type range vector in call to function "rate", got instant vector`.
 pub fn parse(query: &str) -> Result<Expr, QueryError> {
-    parser::parse(query).map_err(QueryError::Parse)
+    parser::parse(query).map_err(|m| QueryError::Parse(parse_error_message(query, &m)))
+}
+
+/// Rewrites a parser message in Prometheus's words and prefixes the `line:col` it is about.
+fn parse_error_message(query: &str, msg: &str) -> String {
+    let mut m = msg
+        .replace("expected type matrix", "expected type range vector")
+        .replace("expected type vector", "expected type instant vector")
+        .replace("got vector", "got instant vector")
+        .replace("got matrix", "got range vector");
+    // `function 'rate'` → `function "rate"`.
+    let mut func = None;
+    if let Some(i) = m.find("function '")
+        && let Some(j) = m[i + 10..].find('\'')
+    {
+        let name = m[i + 10..i + 10 + j].to_string();
+        m = format!("{}function \"{name}\"{}", &m[..i], &m[i + 11 + j..]);
+        func = Some(name);
+    }
+    if let Some(name) = m.strip_prefix("unknown function with name '") {
+        m = format!(
+            "unknown function with name \"{}\"",
+            name.trim_end_matches('\'')
+        );
+    }
+    let at = |needle: &str| query.find(needle);
+    let offset =
+        if m.contains("end of input") || m.contains("unclosed") || m == "invalid promql query" {
+            Some(query.len())
+        } else if let Some(name) = m.strip_prefix("unknown function with name ") {
+            at(&name.replace('"', ""))
+        } else if let Some(f) = &func {
+            // The argument of the call.
+            at(&format!("{f}(")).map(|i| {
+                let rest = &query[i + f.len() + 1..];
+                i + f.len() + 1 + (rest.len() - rest.trim_start().len())
+            })
+        } else if let Some(c) = m
+            .rsplit(": '")
+            .next()
+            .filter(|c| c.len() <= 5 && m.contains(": '"))
+        {
+            at(c.trim_end_matches('\''))
+        } else {
+            None
+        }
+        .unwrap_or(0);
+    let before = &query[..offset.min(query.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("{line}:{col}: parse error: {m}")
 }
 
 /// Converts parser matchers into engine matchers.

@@ -396,3 +396,56 @@ async fn promql_operators_functions_and_annotations() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn bad_queries_are_bad_data_with_prometheus_wording() {
+    let f = fixture();
+    let cases = [
+        ("sum(", "1:5: parse error: unclosed left parenthesis"),
+        (
+            "rate(up)",
+            r#"1:6: parse error: expected type range vector in call to function "rate", got instant vector"#,
+        ),
+        ("nosuchfn(up)", r#"unknown function with name "nosuchfn""#),
+        ("up{", "parse error: unexpected end of input inside braces"),
+    ];
+    for (q, want) in cases {
+        let (st, v) = get(
+            &f.app,
+            &format!("/api/v1/query?query={}&time=1100", enc(q)),
+        )
+        .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{q}: {v}");
+        assert_eq!(v["errorType"], "bad_data", "{q}: {v}");
+        let msg = v["error"].as_str().unwrap();
+        assert!(msg.starts_with("invalid parameter \"query\": "), "{q}: {msg}");
+        assert!(msg.contains(want), "{q}: {msg}");
+    }
+    // Range parameters.
+    let range = |q: &str, start: &str, end: &str, step: &str| {
+        format!(
+            "/api/v1/query_range?query={}&start={start}&end={end}&step={step}",
+            enc(q)
+        )
+    };
+    let (st, v) = get(&f.app, &range("up", "2000", "1000", "60")).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("end timestamp must not be before start time"));
+    let (st, v) = get(&f.app, &range("up", "0", "100000", "1")).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("11,000 points"), "{v}");
+    let (st, v) = get(&f.app, &range("up", "0", "100", "0")).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("step"), "{v}");
+    // A range query must not return a range vector or a string.
+    let (st, v) = get(&f.app, &range("up[5m]", "1000", "1200", "60")).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("range vector"), "{v}");
+    // The server keeps answering.
+    let (st, _) = get(
+        &f.app,
+        &format!("/api/v1/query?query={}&time=1100", enc("sum(up)")),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+}

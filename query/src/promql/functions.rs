@@ -16,7 +16,10 @@ use super::numeric::{
     Bucket, Mean, bucket_fraction, bucket_quantile, kahan_sum, linear_regression, quantile,
     variance,
 };
-use super::{Evaluator, Grid, Series, Val, absent, is_absent, labels_from, merge_into, strip};
+use super::{
+    Evaluator, Grid, RangeVal, RangeWindows, Series, Val, absent, is_absent, labels_from,
+    merge_into, strip,
+};
 use crate::QueryError;
 
 /// Functions over a range vector, computed per window.
@@ -528,40 +531,49 @@ impl Evaluator<'_> {
         }
         let keeps_name = matches!(name, "last_over_time" | "first_over_time");
         let range = rv.range;
-        let mut out = Vec::with_capacity(rv.series.len());
         let mut non_counter: Option<String> = None;
-        for s in &rv.series {
-            self.check_cancel()?;
-            if matches!(name, "rate" | "increase")
-                && non_counter.is_none()
-                && let Some(n) = s.labels.get(METRIC_NAME)
-                && !["_total", "_sum", "_count", "_bucket"]
-                    .iter()
-                    .any(|suf| n.ends_with(suf))
-            {
-                non_counter = Some(n.to_string());
-            }
+        if matches!(name, "rate" | "increase") {
+            non_counter = rv.series.iter().find_map(|s| {
+                s.labels
+                    .get(METRIC_NAME)
+                    .filter(|n| {
+                        !["_total", "_sum", "_count", "_bucket"]
+                            .iter()
+                            .any(|suf| n.ends_with(suf))
+                    })
+                    .map(str::to_string)
+            });
+        }
+        self.check_cancel()?;
+        let RangeVal {
+            series,
+            range: _,
+            ends,
+        } = rv;
+        let ends = &ends;
+        let (p0, p1) = (&p0, &p1);
+        let computed = super::par_map(series, self.opts.parallelism, |s| {
             let mut vals = vec![absent(); g.n];
             let mut any = false;
-            rv.windows(&s.pts, |i, w| {
+            let view = RangeWindows { range, ends };
+            view.windows(&s.pts, |i, w| {
                 if w.is_empty() {
                     return;
                 }
-                let end = rv.ends[i];
-                let v = window_value(name, w, end - range, end, range, g.t(i), &p0, &p1, i);
+                let end = ends[i];
+                let v = window_value(name, w, end - range, end, range, g.t(i), p0, p1, i);
                 if let Some(v) = v {
                     vals[i] = v;
                     any = true;
                 }
             });
-            if any {
-                out.push(Series {
-                    labels: s.labels.clone(),
-                    drop_name: s.drop_name || !keeps_name,
-                    vals,
-                });
-            }
-        }
+            any.then_some(Series {
+                labels: s.labels,
+                drop_name: s.drop_name || !keeps_name,
+                vals,
+            })
+        });
+        let out: Vec<Series> = computed.into_iter().flatten().collect();
         if let Some(n) = non_counter
             && !out.is_empty()
         {

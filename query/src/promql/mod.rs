@@ -98,6 +98,27 @@ impl RangeVal {
     pub(crate) fn windows<'a>(
         &self,
         pts: &'a [(i64, f64)],
+        f: impl FnMut(usize, &'a [(i64, f64)]),
+    ) {
+        RangeWindows {
+            range: self.range,
+            ends: &self.ends,
+        }
+        .windows(pts, f)
+    }
+}
+
+/// The windows of a range vector: per step `(end - range, end]`.
+pub(crate) struct RangeWindows<'e> {
+    pub(crate) range: i64,
+    pub(crate) ends: &'e [i64],
+}
+
+impl RangeWindows<'_> {
+    /// Calls `f(step, window)` for every step, windows found by sliding two cursors.
+    pub(crate) fn windows<'a>(
+        &self,
+        pts: &'a [(i64, f64)],
         mut f: impl FnMut(usize, &'a [(i64, f64)]),
     ) {
         let (mut lo, mut hi) = (0usize, 0usize);
@@ -286,7 +307,8 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// Reads the raw samples of a selector in `(mint_excl, maxt]`.
+    /// Reads the raw samples of a selector in `(mint_excl, maxt]`, decoding series in
+    /// parallel.
     fn select_raw(
         &mut self,
         vs: &VectorSelector,
@@ -298,27 +320,40 @@ impl<'a> Evaluator<'a> {
         let series = self
             .q
             .select(&matchers, mint_excl.saturating_add(1), maxt, hints)?;
-        let mut out = Vec::with_capacity(series.len());
-        for s in series {
-            self.check_cancel()?;
-            let mut pts = s.samples(mint_excl.saturating_add(1), maxt)?;
-            self.samples += pts.len();
+        self.check_cancel()?;
+        let mint = mint_excl.saturating_add(1);
+        let decoded = par_map(series, self.opts.parallelism, |s| {
+            let (labels, mut it) = s.into_parts()?;
+            let mut pts = Vec::new();
+            let mut cur = it.seek(mint);
+            while let Some((t, v)) = cur {
+                if t > maxt {
+                    break;
+                }
+                pts.push((t, if is_absent(v) { f64::NAN } else { v }));
+                cur = it.next_sample();
+            }
+            if let Some(e) = it.take_err() {
+                return Err(QueryError::Storage(e));
+            }
+            Ok(RangeSeries {
+                labels,
+                drop_name: false,
+                pts,
+            })
+        });
+        let mut out = Vec::with_capacity(decoded.len());
+        for s in decoded {
+            let s = s?;
+            self.samples += s.pts.len();
             if self.samples > self.opts.max_samples {
                 return Err(QueryError::TooManySamples);
             }
-            for p in &mut pts {
-                if is_absent(p.1) {
-                    p.1 = f64::NAN;
-                }
-            }
-            if !pts.is_empty() {
-                out.push(RangeSeries {
-                    labels: s.labels().clone(),
-                    drop_name: false,
-                    pts,
-                });
+            if !s.pts.is_empty() {
+                out.push(s);
             }
         }
+        self.check_cancel()?;
         Ok(out)
     }
 
@@ -354,35 +389,58 @@ impl<'a> Evaluator<'a> {
         };
         let lookback = self.opts.lookback_ms;
         let hints = self.hints(g, 0, None);
-        let raw = self.select_raw(vs, lo.saturating_sub(lookback), hi, &hints)?;
-        let mut out = Vec::with_capacity(raw.len());
-        for s in raw {
+        let matchers = crate::to_engine_matchers(&vs.matchers, vs.name.as_deref())?;
+        let from = lo.saturating_sub(lookback).saturating_add(1);
+        let series = self.q.select(&matchers, from, hi, &hints)?;
+        self.check_cancel()?;
+        // Each series is decoded once, stopping at the last step, and reduced to one value per
+        // step on the way (no intermediate sample buffer).
+        let decoded = par_map(series, self.opts.parallelism, |s| {
+            let (labels, mut it) = s.into_parts()?;
             let mut vals = vec![absent(); g.n];
             let mut any = false;
-            let mut j = 0usize;
-            let mut last_ref = i64::MIN;
+            let mut read = 0usize;
+            let mut last: Option<(i64, f64)> = None;
+            let mut cur = it.seek(from);
             for (i, &r) in refs.iter().enumerate() {
-                if r < last_ref {
-                    j = 0;
-                }
-                last_ref = r;
-                while j < s.pts.len() && s.pts[j].0 <= r {
-                    j += 1;
-                }
-                if j > 0 {
-                    let (t, v) = s.pts[j - 1];
-                    if t > r.saturating_sub(lookback) && !is_stale(v) {
-                        vals[i] = if timestamps { t as f64 / 1000.0 } else { v };
-                        any = true;
+                while let Some((t, v)) = cur {
+                    if t > r {
+                        break;
                     }
+                    last = Some((t, v));
+                    read += 1;
+                    cur = it.next_sample();
+                }
+                if let Some((t, v)) = last
+                    && t > r.saturating_sub(lookback)
+                    && !is_stale(v)
+                {
+                    let v = if is_absent(v) { f64::NAN } else { v };
+                    vals[i] = if timestamps { t as f64 / 1000.0 } else { v };
+                    any = true;
                 }
             }
-            if any {
-                out.push(Series {
-                    labels: s.labels,
+            if let Some(e) = it.take_err() {
+                return Err(QueryError::Storage(e));
+            }
+            Ok((
+                read,
+                any.then_some(Series {
+                    labels,
                     drop_name: false,
                     vals,
-                });
+                }),
+            ))
+        });
+        let mut out = Vec::with_capacity(decoded.len());
+        for d in decoded {
+            let (read, s) = d?;
+            self.samples += read;
+            if self.samples > self.opts.max_samples {
+                return Err(QueryError::TooManySamples);
+            }
+            if let Some(s) = s {
+                out.push(s);
             }
         }
         self.account(out.len() * g.n)?;
@@ -551,6 +609,48 @@ impl<'a> Evaluator<'a> {
             ))),
         }
     }
+}
+
+/// Maps `f` over `items` on up to `threads` scoped threads (contiguous slices, order kept).
+/// Small inputs run on the calling thread.
+pub(crate) fn par_map<T: Send, R: Send>(
+    items: Vec<T>,
+    threads: usize,
+    f: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    const MIN_PER_THREAD: usize = 128;
+    let threads = threads.min(items.len() / MIN_PER_THREAD).max(1);
+    if threads == 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let per = items.len().div_ceil(threads);
+    let mut parts: Vec<Vec<T>> = Vec::with_capacity(threads);
+    let mut it = items.into_iter();
+    loop {
+        let part: Vec<T> = it.by_ref().take(per).collect();
+        if part.is_empty() {
+            break;
+        }
+        parts.push(part);
+    }
+    let f = &f;
+    std::thread::scope(|scope| {
+        let mut parts = parts.into_iter();
+        let first = parts.next();
+        let handles: Vec<_> = parts
+            .map(|p| scope.spawn(move || p.into_iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        let mut out: Vec<R> = first
+            .map(|p| p.into_iter().map(f).collect())
+            .unwrap_or_default();
+        for h in handles {
+            match h.join() {
+                Ok(v) => out.extend(v),
+                Err(p) => std::panic::resume_unwind(p),
+            }
+        }
+        out
+    })
 }
 
 /// Removes flagged metric names and merges series that end up with equal labels; two of them
