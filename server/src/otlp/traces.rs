@@ -24,8 +24,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use prost::Message;
 use strata_engine::traces::{Attr, AttrScope, AttrValue, SpanRecord};
 
@@ -103,6 +101,45 @@ fn id<const N: usize>(b: &[u8]) -> Option<[u8; N]> {
     (a != [0; N]).then_some(a)
 }
 
+/// Appends a length-delimited field.
+fn put_field(out: &mut Vec<u8>, tag: u32, bytes: &[u8]) {
+    prost::encoding::encode_key(tag, prost::encoding::WireType::LengthDelimited, out);
+    prost::encoding::encode_varint(bytes.len() as u64, out);
+    out.extend_from_slice(bytes);
+}
+
+/// The protobuf of `ResourceSpans { resource, scope_spans: [ScopeSpans { scope, spans: [span],
+/// schema_url }], schema_url }`, built from the resource and scope encoded once per request —
+/// byte for byte what prost would encode for that message, without cloning the resource for
+/// every span.
+pub fn one_span_payload(
+    resource: &[u8],
+    scope: Option<&[u8]>,
+    scope_schema: &str,
+    span: &opentelemetry_proto::tonic::trace::v1::Span,
+    schema: &str,
+) -> Vec<u8> {
+    let span_len = span.encoded_len();
+    let mut ss =
+        Vec::with_capacity(span_len + scope.map_or(0, <[u8]>::len) + scope_schema.len() + 16);
+    if let Some(sc) = scope {
+        put_field(&mut ss, 1, sc);
+    }
+    prost::encoding::encode_key(2, prost::encoding::WireType::LengthDelimited, &mut ss);
+    prost::encoding::encode_varint(span_len as u64, &mut ss);
+    span.encode_raw(&mut ss);
+    if !scope_schema.is_empty() {
+        put_field(&mut ss, 3, scope_schema.as_bytes());
+    }
+    let mut out = Vec::with_capacity(resource.len() + ss.len() + schema.len() + 16);
+    put_field(&mut out, 1, resource);
+    put_field(&mut out, 2, &ss);
+    if !schema.is_empty() {
+        put_field(&mut out, 3, schema.as_bytes());
+    }
+    out
+}
+
 /// Validates and converts an export request.
 pub fn convert(req: ExportTraceServiceRequest) -> Converted {
     let mut out = Converted::default();
@@ -130,6 +167,8 @@ pub fn convert(req: ExportTraceServiceRequest) -> Converted {
                 UNKNOWN_SERVICE.to_string()
             }
         };
+        // Encoded once per resource and scope; each span's payload reuses the bytes.
+        let resource_bytes = resource.encode_to_vec();
         let mut resource_attrs = Vec::new();
         push_attrs(
             &mut resource_attrs,
@@ -137,6 +176,7 @@ pub fn convert(req: ExportTraceServiceRequest) -> Converted {
             &resource.attributes,
         );
         for (si, ss) in rs.scope_spans.into_iter().enumerate() {
+            let scope_bytes = ss.scope.as_ref().map(Message::encode_to_vec);
             for (pi, span) in ss.spans.into_iter().enumerate() {
                 let at = format!("resourceSpans[{ri}].scopeSpans[{si}].spans[{pi}]");
                 let Some(trace_id) = id::<16>(&span.trace_id) else {
@@ -188,20 +228,13 @@ pub fn convert(req: ExportTraceServiceRequest) -> Converted {
                     .filter(|c| *c <= 2)
                     .unwrap_or(0);
                 let (start_ns, end_ns) = (span.start_time_unix_nano, span.end_time_unix_nano);
-                let one = ResourceSpans {
-                    resource: Some(Resource {
-                        attributes: resource.attributes.clone(),
-                        dropped_attributes_count: resource.dropped_attributes_count,
-                        entity_refs: resource.entity_refs.clone(),
-                    }),
-                    scope_spans: vec![ScopeSpans {
-                        scope: ss.scope.clone(),
-                        spans: vec![span],
-                        schema_url: ss.schema_url.clone(),
-                    }],
-                    schema_url: rs.schema_url.clone(),
-                };
-                let payload = one.encode_to_vec();
+                let payload = one_span_payload(
+                    &resource_bytes,
+                    scope_bytes.as_deref(),
+                    &ss.schema_url,
+                    &span,
+                    &rs.schema_url,
+                );
                 if payload.len() > MAX_SPAN_BYTES {
                     out.reject(format!(
                         "{at}: span is {} bytes encoded, more than the limit of {MAX_SPAN_BYTES}",
@@ -326,7 +359,9 @@ impl TraceService for GrpcTraces {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::Span;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 
     fn span(trace: Vec<u8>, id: Vec<u8>, start: u64, end: u64) -> Span {
         Span {
@@ -412,6 +447,48 @@ mod tests {
         assert!(msg.contains("spanId must be 8 bytes"), "{msg}");
         assert!(msg.contains("before startTimeUnixNano"), "{msg}");
         assert!(msg.contains("startTimeUnixNano is missing"), "{msg}");
+    }
+
+    #[test]
+    fn payload_is_what_prost_encodes() {
+        let sp = span(vec![1; 16], vec![2; 8], 10, 20);
+        let resource = Resource {
+            attributes: vec![KeyValue {
+                key: "service.name".into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::StringValue("a".into())),
+                }),
+                ..KeyValue::default()
+            }],
+            ..Resource::default()
+        };
+        for (scope, scope_schema, schema) in [
+            (None, "", ""),
+            (
+                Some(opentelemetry_proto::tonic::common::v1::InstrumentationScope::default()),
+                "s1",
+                "s2",
+            ),
+        ] {
+            let want = ResourceSpans {
+                resource: Some(resource.clone()),
+                scope_spans: vec![ScopeSpans {
+                    scope: scope.clone(),
+                    spans: vec![sp.clone()],
+                    schema_url: scope_schema.into(),
+                }],
+                schema_url: schema.into(),
+            }
+            .encode_to_vec();
+            let got = one_span_payload(
+                &resource.encode_to_vec(),
+                scope.as_ref().map(Message::encode_to_vec).as_deref(),
+                scope_schema,
+                &sp,
+                schema,
+            );
+            assert_eq!(got, want);
+        }
     }
 
     #[test]
