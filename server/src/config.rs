@@ -57,6 +57,33 @@ pub struct Config {
     pub limits: crate::limits::LimitsConfig,
     /// Log ingestion (`[logs]`).
     pub logs: crate::loki::LogsConfig,
+    /// The trace store (`[traces]`).
+    pub traces: TracesConfig,
+}
+
+/// `[traces]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TracesConfig {
+    /// A block is cut once the trace head's oldest span arrived this long ago. Default: `5m`.
+    /// Range 1s..=1d.
+    pub block_age: String,
+    /// A block is cut once the trace head holds this many bytes. Default: `256MiB`. At least
+    /// 1MiB.
+    pub max_head_bytes: String,
+    /// Trace blocks whose newest span ended longer ago than this are deleted. Default: `30d`.
+    /// At least 1h.
+    pub retention: String,
+}
+
+impl Default for TracesConfig {
+    fn default() -> Self {
+        TracesConfig {
+            block_age: "5m".into(),
+            max_head_bytes: "256MiB".into(),
+            retention: "30d".into(),
+        }
+    }
 }
 
 /// Default address of the OTLP gRPC listener.
@@ -332,6 +359,37 @@ impl Config {
         })
     }
 
+    /// Options of the trace store, sharing the WAL settings of `engine`.
+    pub fn trace_options(
+        &self,
+        engine: &EngineOptions,
+    ) -> Result<strata_engine::traces::TraceOptions, ConfigError> {
+        let block_age =
+            parse_duration(&self.traces.block_age).map_err(|m| invalid("traces.block_age", m))?;
+        if block_age < Duration::from_secs(1) || block_age > Duration::from_secs(86_400) {
+            return Err(invalid("traces.block_age", "must be between 1s and 1d"));
+        }
+        let max_head_bytes = parse_size(&self.traces.max_head_bytes)
+            .map_err(|m| invalid("traces.max_head_bytes", m))?;
+        if max_head_bytes < 1 << 20 {
+            return Err(invalid("traces.max_head_bytes", "must be at least 1MiB"));
+        }
+        let retention =
+            parse_duration(&self.traces.retention).map_err(|m| invalid("traces.retention", m))?;
+        if retention < Duration::from_secs(3600) {
+            return Err(invalid("traces.retention", "must be at least 1h"));
+        }
+        Ok(strata_engine::traces::TraceOptions {
+            data_dir: engine.data_dir.clone(),
+            wal_segment_size: engine.wal_segment_size,
+            wal_sync: engine.wal_sync,
+            wal_repair: engine.wal_repair,
+            block_age,
+            max_head_bytes: usize::try_from(max_head_bytes).unwrap_or(usize::MAX),
+            retention,
+        })
+    }
+
     /// The maintenance interval.
     pub fn maintenance_interval(&self) -> Result<Duration, ConfigError> {
         let d = parse_duration(&self.storage.maintenance_interval)
@@ -349,6 +407,29 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_options_are_checked() {
+        let c = Config::parse(
+            "[traces]\nblock_age = \"30s\"\nretention = \"7d\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let o = c
+            .trace_options(&EngineOptions::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(o.block_age, Duration::from_secs(30));
+        assert_eq!(o.retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(o.max_head_bytes, 256 << 20);
+        let c = Config::parse("[traces]\nretention = \"10m\"\n", Path::new("t.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let e = c
+            .trace_options(&EngineOptions::default())
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("traces.retention")));
+        assert!(Config::parse("[traces]\nnope = 1\n", Path::new("t.toml")).is_err());
+    }
 
     #[test]
     fn durations_and_sizes() {

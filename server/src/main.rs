@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use strata_engine::Engine;
-use strata_engine::traces::{TraceOptions, TraceStore};
+use strata_engine::traces::TraceStore;
 use strata_query::promqltest::{RunOptions, SkipKind, run_files};
 
 use strata_server::app::{AppState, router};
@@ -211,13 +211,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     let engine = Arc::new(engine);
-    let trace_opts = TraceOptions {
-        data_dir: data_dir.clone(),
-        wal_segment_size: engine.options().wal_segment_size,
-        wal_sync: engine.options().wal_sync,
-        wal_repair: engine.options().wal_repair,
-        ..TraceOptions::default()
-    };
+    let trace_opts = cfg.trace_options(engine.options())?;
     let (traces, trace_reports) = TraceStore::open(trace_opts)
         .map_err(|e| anyhow::anyhow!("opening trace store in {}: {e}", data_dir.display()))?;
     for r in &trace_reports {
