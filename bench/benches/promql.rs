@@ -5,7 +5,9 @@
 //! this bench isolates the evaluator (no HTTP, no JSON) so changes to it can be compared.
 //!
 //! Run: `cargo bench -p strata-bench --bench promql -- --warm-up-time 1 --measurement-time 5`
-//! (`STRATA_BENCH_SERIES` sets the series count, default 10 000).
+//! (`STRATA_BENCH_SERIES` sets the series count, default 10 000; `STRATA_BENCH_SCRAPES` the
+//! scrapes per series, default 479 = 2 h; `STRATA_BENCH_ONLY=instant` runs only the selective
+//! instant query, e.g. over a 1 M-series head with a few scrapes).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::hint::black_box;
@@ -16,20 +18,23 @@ use strata_bench::{GenConfig, Generator};
 use strata_engine::db::Engine;
 use strata_query::{EvalOptions, instant_query, range_query};
 
-const SCRAPES: usize = 479;
-
 fn bench(c: &mut Criterion) {
     let series: usize = std::env::var("STRATA_BENCH_SERIES")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10_000);
+    let scrapes: usize = std::env::var("STRATA_BENCH_SCRAPES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(479);
+    let only_instant = std::env::var("STRATA_BENCH_ONLY").is_ok_and(|v| v == "instant");
     let dir = tempfile::tempdir().unwrap();
     let (engine, _) = Engine::open(engine_options(dir.path(), relaxed_sync())).unwrap();
     let db = engine.tenant("bench").unwrap();
     let mut cfg = GenConfig::new(5, 0);
     cfg.start_ms += 1000;
     let mut g = Generator::with_min_series(cfg, series);
-    write_generated(&db, &mut g, SCRAPES).unwrap();
+    write_generated(&db, &mut g, scrapes).unwrap();
     let (mint, maxt) = (db.head().min_time(), db.head().max_time());
     let q = engine.querier("bench").unwrap();
     let opts = EvalOptions::default();
@@ -46,6 +51,9 @@ fn bench(c: &mut Criterion) {
         ),
         ("count_node", r#"count({__name__=~"node_.+"})"#),
     ] {
+        if only_instant {
+            break;
+        }
         group.bench_function(name, |b| {
             b.iter(|| black_box(range_query(&q, query, mint, maxt, 60_000, &opts).unwrap()))
         });

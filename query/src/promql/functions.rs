@@ -555,13 +555,15 @@ impl Evaluator<'_> {
         let computed = super::par_map(series, self.opts.parallelism, |s| {
             let mut vals = vec![absent(); g.n];
             let mut any = false;
+            // Counter resets are rare: when a series has none, windows need not look for them.
+            let resets = s.pts.windows(2).any(|w| w[1].1 < w[0].1);
             let view = RangeWindows { range, ends };
             view.windows(&s.pts, |i, w| {
                 if w.is_empty() {
                     return;
                 }
                 let end = ends[i];
-                let v = window_value(name, w, end - range, end, range, g.t(i), p0, p1, i);
+                let v = window_value(name, w, end - range, end, range, g.t(i), p0, p1, i, resets);
                 if let Some(v) = v {
                     vals[i] = v;
                     any = true;
@@ -633,13 +635,14 @@ fn window_value(
     p0: &[f64],
     p1: &[f64],
     step: usize,
+    resets: bool,
 ) -> Option<f64> {
     let vals = || w.iter().map(|p| p.1);
     let (first, last) = (w.first()?, w.last()?);
     Some(match name {
-        "rate" => extrapolated_rate(w, start, end, range, true, true)?,
-        "increase" => extrapolated_rate(w, start, end, range, true, false)?,
-        "delta" => extrapolated_rate(w, start, end, range, false, false)?,
+        "rate" => extrapolated_rate(w, start, end, range, Counter::new(resets), true)?,
+        "increase" => extrapolated_rate(w, start, end, range, Counter::new(resets), false)?,
+        "delta" => extrapolated_rate(w, start, end, range, Counter::No, false)?,
         "irate" | "idelta" => {
             if w.len() < 2 {
                 return None;
@@ -759,22 +762,44 @@ fn window_value(
     })
 }
 
+/// Whether `extrapolated_rate` treats the samples as a counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Counter {
+    /// A gauge (`delta`).
+    No,
+    /// A counter whose series has no reset anywhere (the reset scan is skipped).
+    NoResets,
+    /// A counter that may reset inside the window.
+    MayReset,
+}
+
+impl Counter {
+    fn new(resets: bool) -> Counter {
+        if resets {
+            Counter::MayReset
+        } else {
+            Counter::NoResets
+        }
+    }
+}
+
 /// `rate`/`increase`/`delta` with Prometheus's extrapolation towards the window edges.
 fn extrapolated_rate(
     w: &[(i64, f64)],
     start: i64,
     end: i64,
     range: i64,
-    is_counter: bool,
+    counter: Counter,
     is_rate: bool,
 ) -> Option<f64> {
+    let is_counter = counter != Counter::No;
     if w.len() < 2 {
         return None;
     }
     let (first_t, first_v) = w[0];
     let (last_t, last_v) = w[w.len() - 1];
     let mut result = last_v - first_v;
-    if is_counter {
+    if counter == Counter::MayReset {
         let mut prev = first_v;
         for &(_, v) in &w[1..] {
             if v < prev {
@@ -1061,7 +1086,7 @@ mod tests {
     fn rate_extrapolates_like_prometheus() {
         // 0, 10, ..., 50 every 60 s; window (0, 300] at t = 300 s.
         let w: Vec<(i64, f64)> = (1..=5).map(|i| (i * 60_000, i as f64 * 10.0)).collect();
-        let r = extrapolated_rate(&w, 0, 300_000, 300_000, true, false);
+        let r = extrapolated_rate(&w, 0, 300_000, 300_000, Counter::MayReset, false);
         assert_eq!(r, Some(50.0));
     }
 }
