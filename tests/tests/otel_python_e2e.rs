@@ -7,7 +7,9 @@
 //! `--otlp-grpc-addr`) and over HTTP protobuf (`--otlp-http-addr`), both gzip-compressed, for a
 //! tenant given in `X-Scope-OrgID`. The test then reads the trace back through the Tempo API
 //! and checks the tree `?format=tree` returns: parentage, services, kinds, status, attributes,
-//! durations and the critical path; then search, tags and tag values.
+//! durations and the critical path; then search, tags, tag values and the service map. A
+//! second test exports metrics with the SDK's OTLP metric exporters (gRPC and HTTP) and reads
+//! them back as Prometheus series.
 //!
 //! The SDK comes from PyPI into a virtualenv made by `tests/install-peers.sh`
 //! (`$STRATA_OTEL_VENV`, default `~/.cache/strata/otel-venv`). A missing SDK fails the test
@@ -184,13 +186,23 @@ fn json(addr: &str, path: &str, tenant: &str) -> Value {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
 }
 
-/// Runs the exporter script; returns the trace id it printed.
+/// Runs the trace exporter script; returns the trace id it printed.
 fn export(protocol: &str, endpoint: &str, tenant: &str) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("otel/export_trace.py");
+    let out = run_script("export_trace.py", &[protocol, endpoint, tenant]);
+    let id = out.trim().to_string();
+    assert_eq!(id.len(), 32, "exporter printed {out:?}");
+    id
+}
+
+/// Runs a script of `tests/otel/` with the SDK's Python; returns its stdout.
+fn run_script(name: &str, args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("otel")
+        .join(name);
     let mut child = ChildGuard(
         Command::new(python())
             .arg(&script)
-            .args([protocol, endpoint, tenant])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -215,22 +227,14 @@ fn export(protocol: &str, endpoint: &str, tenant: &str) -> String {
                 .unwrap()
                 .read_to_string(&mut err)
                 .unwrap();
-            assert!(
-                status.success(),
-                "{protocol} exporter failed ({status}):\n{err}"
-            );
-            let id = out.trim().to_string();
-            assert_eq!(id.len(), 32, "exporter printed {out:?}; stderr:\n{err}");
+            assert!(status.success(), "{name} failed ({status}):\n{err}");
             // The SDK logs export failures instead of failing: make sure there were none.
-            assert!(
-                !err.contains("Failed to export"),
-                "{protocol} exporter reported:\n{err}"
-            );
-            return id;
+            assert!(!err.contains("Failed to export"), "{name} reported:\n{err}");
+            return out;
         }
         assert!(
             Instant::now() < deadline,
-            "{protocol} exporter did not finish within 60 s"
+            "{name} did not finish within 60 s"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -420,4 +424,51 @@ fn python_sdk_exports_over_grpc_and_http_and_the_tree_comes_back() {
         values["tagValues"],
         serde_json::json!([{"type": "string", "value": "gateway"}, {"type": "string", "value": "payment"}])
     );
+}
+
+/// The value of an instant query that must return exactly one series.
+fn one_value(addr: &str, tenant: &str, query: &str) -> String {
+    let q: String = query
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let v = json(addr, &format!("/api/v1/query?query={q}"), tenant);
+    let r = v["data"]["result"].as_array().unwrap();
+    assert_eq!(r.len(), 1, "{query}: {v}");
+    r[0]["value"][1].as_str().unwrap().to_string()
+}
+
+#[test]
+fn python_sdk_exports_metrics_over_grpc_and_http_as_prometheus_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_strata(dir.path());
+    let tenant = "otel-metrics";
+    run_script("export_metrics.py", &["grpc", &s.grpc, tenant, "shop-grpc"]);
+    let http = format!("http://{}/v1/metrics", s.otlp_http);
+    run_script("export_metrics.py", &["http", &http, tenant, "shop-http"]);
+    for job in ["shop-grpc", "shop-http"] {
+        let sel = |name: &str, extra: &str| format!("{name}{{job=\"{job}\"{extra}}}");
+        let v = |name: &str, extra: &str| one_value(&s.http, tenant, &sel(name, extra));
+        assert_eq!(v("orders_total", ",region=\"eu\""), "3");
+        assert_eq!(v("orders_total", ",region=\"us\""), "5");
+        assert_eq!(v("queue_depth", ""), "7");
+        assert_eq!(v("checkout_duration_milliseconds_count", ""), "3");
+        assert_eq!(v("checkout_duration_milliseconds_sum", ""), "555");
+        assert_eq!(
+            v("checkout_duration_milliseconds_bucket", ",le=\"+Inf\""),
+            "3"
+        );
+        assert_eq!(
+            v("checkout_duration_milliseconds_bucket", ",le=\"50\""),
+            "2"
+        );
+        // The SDK's telemetry.sdk.* resource attributes land on target_info.
+        assert_eq!(v("target_info", ",telemetry_sdk_language=\"python\""), "1");
+    }
+    // Other tenants see nothing.
+    let v = json(&s.http, "/api/v1/query?query=orders_total", "someone-else");
+    assert_eq!(v["data"]["result"].as_array().unwrap().len(), 0);
 }
