@@ -31,8 +31,8 @@
 //! [`metrics`] turns OTLP metrics into Prometheus series in the metrics engine.
 
 pub mod body;
-pub mod metrics;
 pub mod logs;
+pub mod metrics;
 pub mod traces;
 
 use axum::Router;
