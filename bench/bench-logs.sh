@@ -6,7 +6,8 @@
 # three runs each).
 #
 # Usage: bench/bench-logs.sh [LINES] (default 1000000); FORMAT=json|protobuf (default json);
-#        CONCURRENCY (default 4); BATCH (default 1000).
+#        CONCURRENCY (default 4); BATCH (default 1000); KEEP=1 keeps the data directory;
+#        NO_BUILD=1 uses the release binaries already built.
 # Prints one `RESULT` line from the load generator and a `QUERY` line per query.
 set -euo pipefail
 
@@ -17,8 +18,10 @@ BATCH=${BATCH:-1000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 
-cargo build --release -q -p strata-server --bin strata
-cargo build --release -q -p strata-bench --bin strata-load
+if [ -z "${NO_BUILD:-}" ]; then
+    cargo build --release -q -p strata-server --bin strata
+    cargo build --release -q -p strata-bench --bin strata-load
+fi
 BIN=$TARGET/release
 
 WORK=$(mktemp -d)
@@ -28,7 +31,7 @@ cleanup() {
         kill -TERM "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
     fi
-    rm -rf "$WORK"
+    if [ -z "${KEEP:-}" ]; then rm -rf "$WORK"; else echo "kept $WORK"; fi
 }
 trap cleanup EXIT
 

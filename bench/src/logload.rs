@@ -3,14 +3,15 @@
 //! ```text
 //! strata-load logs --url http://127.0.0.1:PORT [--lines 1000000] [--format json|protobuf]
 //!     [--batch 1000] [--concurrency 4] [--span 1h] [--tenant X] [--max-seconds 600]
-//!     [--seed 42] [--server-pid PID] [--replay DIR] [--needle-out FILE]
+//!     [--seed 42] [--server-pid PID] [--replay DIR] [--needle-out FILE] [--metadata]
 //! ```
 //!
 //! - **Generated mode** (default): 20 services over 51 streams (`{job="app", service, pod}`;
 //!   eleven services run three pods, nine run two), each service logging in one format —
 //!   JSON, logfmt or plain text — with a skewed level mix (75 % info, 12 % debug, 9 % warn,
 //!   4 % error), realistic fields (method, path, status, duration, user, bytes) and a trace
-//!   id shared by the few lines of one request. Lines average about 200 bytes. One rare token
+//!   id shared by the few lines of one request, written in the line (and, with `--metadata`,
+//!   also sent as `trace_id` structured metadata). Lines average about 185 bytes. One rare token
 //!   (`needle-<seed>`) and one trace id are written to `--needle-out` for needle queries.
 //! - **Replay mode** (`--replay ../shared/data/loghub`): every `*.log` file under the
 //!   directory becomes a stream `{job="loghub", dataset="<dir>"}`, replayed line by line (the
@@ -107,7 +108,13 @@ fn hex32(r: &mut Rng) -> String {
 }
 
 /// Generates `n` lines over `span_ns` ending at `end_ns`.
-pub fn generate(n: usize, seed: u64, end_ns: i64, span_ns: i64) -> (Workload, String, String) {
+pub fn generate(
+    n: usize,
+    seed: u64,
+    end_ns: i64,
+    span_ns: i64,
+    metadata: bool,
+) -> (Workload, String, String) {
     let mut streams = Vec::new();
     let mut service_of = Vec::new();
     for (i, s) in SERVICES.iter().enumerate() {
@@ -187,7 +194,7 @@ pub fn generate(n: usize, seed: u64, end_ns: i64, span_ns: i64) -> (Workload, St
             stream,
             ts: start + i as i64 * step,
             line,
-            trace_id: Some(trace.clone()),
+            trace_id: metadata.then(|| trace.clone()),
         });
     }
     (Workload { streams, lines }, needle, needle_trace)
@@ -466,6 +473,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     let pid: u32 = flag(args, "--server-pid", 0)?;
     let replay_dir: String = flag(args, "--replay", String::new())?;
     let needle_out: String = flag(args, "--needle-out", String::new())?;
+    let metadata = args.iter().any(|a| a == "--metadata");
     if batch == 0 || concurrency == 0 || lines == 0 {
         bail!("--lines, --batch and --concurrency must be positive");
     }
@@ -475,7 +483,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     let span = (span_s * 1e9) as i64;
     let started = Instant::now();
     let (w, needle, trace) = if replay_dir.is_empty() {
-        generate(lines, seed, now - 1_000_000_000, span)
+        generate(lines, seed, now - 1_000_000_000, span, metadata)
     } else {
         (
             replay(Path::new(&replay_dir), lines, now - 1_000_000_000, span)?,
@@ -595,7 +603,7 @@ mod tests {
 
     #[test]
     fn generated_lines_look_like_the_target_workload() {
-        let (w, needle, trace) = generate(5000, 7, 10_000_000_000_000, 3_600_000_000_000);
+        let (w, needle, trace) = generate(5000, 7, 10_000_000_000_000, 3_600_000_000_000, true);
         assert_eq!(w.streams.len(), 51);
         let avg = w.lines.iter().map(|l| l.line.len()).sum::<usize>() as f64 / 5000.0;
         assert!((150.0..260.0).contains(&avg), "average line {avg}");

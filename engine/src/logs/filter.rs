@@ -6,25 +6,27 @@
 //! word dictionary cannot answer them without scanning the dictionary, and log lines carry many
 //! unique words (trace ids, span ids, numbers) that make a dictionary as large as the data.
 //! Strata therefore indexes every **4-gram** of every line, ASCII-lowercased, hashed into a
-//! bitset of `m` bits per chunk (`m` a power of two, about one bit per four raw bytes; a Bloom
+//! bitset of `m` bits per chunk (`m` a power of two, about one bit per eight raw bytes; a Bloom
 //! filter with one hash function). A literal of `n ≥ 4` bytes can only occur in a chunk whose
 //! bitset has the bits of all its `n - 3` grams set; since a chunk's bitset is about half full,
-//! a 32-character trace id leaves a false-positive chunk with probability far below one in a
-//! million, while the filter costs one bit per four raw bytes (about 6 bytes per 200-byte
-//! line). Literals under four bytes, regexes and negative filters do not use it. Candidate
+//! a 32-character trace id leaves a false-positive chunk with probability around one in a
+//! thousand even when the bitset is 80 % full, while the filter costs one bit per eight raw
+//! bytes (about 3 bytes per 185-byte line). Literals under four bytes, regexes and negative filters do not use it. Candidate
 //! chunks are always verified by scanning.
 //!
 //! # Trace ids
 //!
-//! A trace id is 32 hexadecimal characters (16 bytes, the W3C / OTLP form). Ids are taken from
-//! structured metadata named `trace_id` / `traceid` / `traceID` (any case, `_` ignored) and from
-//! every run of exactly 32 hex digits in a line bounded by non-alphanumeric characters (which
-//! covers `trace_id=…`, `"trace_id":"…"` and plain text). The block keeps an exact map from id
-//! to chunks.
+//! A trace id is 32 hexadecimal characters (16 bytes, the W3C / OTLP form). The exact trace-id
+//! index of a block holds the ids of structured metadata named `trace_id` / `traceid` /
+//! `traceID` (any case, `_` ignored), as OTLP logs and Loki clients send them. Trace ids inside
+//! line text are found through the n-gram signature instead: indexing them exactly cost about 17
+//! bytes per line on a workload where every line carries one, against a few milliseconds of
+//! signature lookups per needle query. [`line_trace_ids`] finds them in text for callers that
+//! want them.
 
 /// Bits of the signature of a chunk whose lines total `raw_bytes`.
 pub fn signature_bits(raw_bytes: usize) -> usize {
-    (raw_bytes / 4).next_power_of_two().clamp(1024, 1 << 20)
+    (raw_bytes / 8).next_power_of_two().clamp(1024, 1 << 21)
 }
 
 #[inline]

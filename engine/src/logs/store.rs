@@ -20,8 +20,7 @@ use super::LogError;
 use super::block::{BLOCK_SUFFIX, ChunkToWrite, LogBlock, encode_block, write_block_file};
 use super::chunk::{LogEntry, decode_chunk, decode_index, encode_chunk};
 use super::filter::{
-    SignatureBuilder, is_trace_id_name, line_trace_ids, parse_trace_id, signature_bits,
-    signature_may_contain,
+    SignatureBuilder, is_trace_id_name, parse_trace_id, signature_bits, signature_may_contain,
 };
 use super::record::{RECORD_LOG_PUSH, StreamEntries, decode_push, encode_push};
 
@@ -229,9 +228,10 @@ pub struct ChunkSelect<'a> {
     pub start: i64,
     /// Exclusive end (ns).
     pub end: i64,
-    /// Literals that every matching line contains (case-insensitively is enough).
+    /// Literals every matching line contains as exact (case-sensitive) substrings: the values
+    /// of `|=` filters. Chunks are skipped by signature, head lines by a substring check.
     pub literals: &'a [String],
-    /// A trace id every matching line carries (in its line or metadata).
+    /// A trace id every matching line carries as structured metadata (exact trace-id index).
     pub trace_id: Option<u128>,
 }
 
@@ -1081,6 +1081,8 @@ impl LogStore {
                 .flat_map(|b| b.iter())
                 .chain(s.head.iter())
                 .filter(|e| e.ts >= q.start && e.ts < q.end)
+                // Literals are exact `|=` filters: a head line without them cannot match.
+                .filter(|e| q.literals.iter().all(|l| e.line.contains(l.as_str())))
                 .cloned()
                 .collect();
             if let (Some(min_t), Some(max_t)) = (
@@ -1290,7 +1292,6 @@ fn prepare_chunk(head: &[LogEntry], raw: usize) -> Result<PreparedChunk> {
     let mut traces = Vec::new();
     for e in head {
         sig.add(e.line.as_bytes());
-        line_trace_ids(e.line.as_bytes(), |t| traces.push(t));
         for (n, v) in &e.metadata {
             if is_trace_id_name(n)
                 && let Some(t) = parse_trace_id(v)
@@ -1535,7 +1536,23 @@ mod tests {
             let r = push(&store, "a", &batch);
             assert_eq!(r.accepted, 50);
             let needle = format!("trace_id={trace} error timeout");
-            push(&store, "b", &[(5, needle.as_str())]);
+            store
+                .push(
+                    vec![StreamEntries {
+                        labels: Labels::from_pairs(&[("job", "b")]).unwrap(),
+                        entries: vec![LogEntry {
+                            ts: 5,
+                            line: needle.clone(),
+                            metadata: vec![("trace_id".into(), trace.into())],
+                        }],
+                    }],
+                    &PushLimits {
+                        reject_older_than_ns: 0,
+                        creation_grace_ns: 0,
+                        ..PushLimits::default()
+                    },
+                )
+                .unwrap();
             assert_eq!(all_lines(&store, &[]).len(), 51);
             let hits = all_lines(&store, &[trace.to_string()]);
             assert!(hits.iter().any(|(_, l)| l.contains(trace)));

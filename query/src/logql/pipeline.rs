@@ -83,9 +83,10 @@ impl Pipeline {
         out
     }
 
-    /// A trace id every surviving entry carries in its line or metadata, if the pipeline
-    /// requires one with a `trace_id="<32 hex>"` label filter before any stage that could
-    /// rename labels.
+    /// A trace id every surviving entry carries as structured metadata (or a stream label), if
+    /// the pipeline requires one with a `trace_id="<32 hex>"` label filter before any parser or
+    /// formatting stage (after one, the label could come from the line, which the trace-id
+    /// index does not cover).
     pub fn required_trace_id(&self) -> Option<u128> {
         for s in &self.stages {
             match s {
@@ -95,8 +96,8 @@ impl Pipeline {
                 {
                     return strata_engine::logs::filter::parse_trace_id(&m.value);
                 }
-                Stage::LabelFormat(_) | Stage::LineFormat(_) | Stage::Unpack => return None,
-                _ => {}
+                Stage::LineFilter { .. } | Stage::LabelFilter(_) | Stage::Decolorize => {}
+                _ => return None,
             }
         }
         None
