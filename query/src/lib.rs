@@ -427,4 +427,45 @@ mod tests {
         assert!(matches!(err, QueryError::Unsupported(_)), "{err}");
         assert!(matches!(parse("up{"), Err(QueryError::Parse(_))));
     }
+
+    #[test]
+    fn limits_and_cancellation() {
+        let q = querier();
+        // The sample limit stops a query before it holds more than the limit.
+        let o = EvalOptions {
+            max_samples: 2,
+            ..EvalOptions::default()
+        };
+        let err = instant_query(&q, "up[10m]", 120_000, &o).unwrap_err();
+        assert!(matches!(err, QueryError::TooManySamples), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "query processing would load too many samples into memory in query execution"
+        );
+        // A cancelled query stops with `Cancelled`.
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let o = EvalOptions {
+            cancel: Some(flag),
+            ..EvalOptions::default()
+        };
+        let err = range_query(&q, "sum(rate(up[1m]))", 0, 120_000, 1000, &o).unwrap_err();
+        assert!(matches!(err, QueryError::Cancelled), "{err}");
+        // An expired timeout stops with `Timeout`.
+        let o = EvalOptions {
+            timeout: Some(Duration::ZERO),
+            ..EvalOptions::default()
+        };
+        std::thread::sleep(Duration::from_millis(2));
+        let err = instant_query(&q, "up", 60_000, &o).unwrap_err();
+        assert!(matches!(err, QueryError::Timeout), "{err}");
+        // Annotations carry the position of the sub-expression.
+        let out = instant_query(&q, "rate(up[2m])", 120_000, &EvalOptions::default()).unwrap();
+        assert_eq!(
+            out.infos,
+            vec![
+                "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"up\" (1:6)"
+                    .to_string()
+            ]
+        );
+    }
 }

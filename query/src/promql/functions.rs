@@ -533,16 +533,20 @@ impl Evaluator<'_> {
         let range = rv.range;
         let mut non_counter: Option<String> = None;
         if matches!(name, "rate" | "increase") {
-            non_counter = rv.series.iter().find_map(|s| {
-                s.labels
-                    .get(METRIC_NAME)
-                    .filter(|n| {
-                        !["_total", "_sum", "_count", "_bucket"]
-                            .iter()
-                            .any(|suf| n.ends_with(suf))
-                    })
-                    .map(str::to_string)
-            });
+            non_counter = rv
+                .series
+                .iter()
+                .filter(|s| !s.pts.is_empty())
+                .find_map(|s| {
+                    s.labels
+                        .get(METRIC_NAME)
+                        .filter(|n| {
+                            !["_total", "_sum", "_count", "_bucket"]
+                                .iter()
+                                .any(|suf| n.ends_with(suf))
+                        })
+                        .map(str::to_string)
+                });
         }
         self.check_cancel()?;
         let RangeVal {
@@ -576,9 +580,7 @@ impl Evaluator<'_> {
             })
         });
         let out: Vec<Series> = computed.into_iter().flatten().collect();
-        if let Some(n) = non_counter
-            && !out.is_empty()
-        {
+        if let Some(n) = non_counter {
             self.info(
                 format!(
                     "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"{n}\""
