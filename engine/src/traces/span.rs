@@ -386,12 +386,16 @@ pub(crate) fn decode_span(r: &mut Reader<'_>) -> Result<SpanRecord, SpanDecodeEr
     })
 }
 
+/// The smallest encoded span: ids and times (50 bytes) plus four empty lengths (service, name,
+/// attribute count, payload).
+const MIN_SPAN_BYTES: usize = 54;
+
 /// Decodes `count | span*`, requiring that nothing follows.
 pub fn decode_spans(buf: &[u8]) -> Result<Vec<SpanRecord>, SpanDecodeError> {
     let mut r = Reader::new(buf);
     let n = r.uvarint()?;
-    // A span takes at least 60 bytes.
-    if n > (r.remaining() / 60) as u64 {
+    // A span takes at least MIN_SPAN_BYTES bytes.
+    if n > (r.remaining() / MIN_SPAN_BYTES) as u64 {
         return Err(r.err("span count exceeds the bytes left"));
     }
     let mut out = Vec::with_capacity(n as usize);
@@ -498,6 +502,27 @@ pub(crate) mod tests {
             let cut = cut % buf.len();
             prop_assert!(decode_spans(&buf[..cut]).is_err());
         }
+    }
+
+    #[test]
+    fn the_smallest_span_round_trips() {
+        let s = SpanRecord {
+            trace_id: [1; 16],
+            span_id: [2; 8],
+            parent_span_id: [0; 8],
+            start_ns: 1,
+            end_ns: 2,
+            kind: 0,
+            status: 0,
+            service: String::new(),
+            name: String::new(),
+            attrs: vec![],
+            payload: vec![],
+        };
+        let mut buf = Vec::new();
+        encode_spans(&mut buf, [s.clone(), s.clone()].iter());
+        assert_eq!(buf.len(), 1 + 2 * MIN_SPAN_BYTES);
+        assert_eq!(decode_spans(&buf).unwrap(), vec![s.clone(), s]);
     }
 
     #[test]
