@@ -562,7 +562,7 @@ impl TenantTraces {
 
     /// Calls `f` with every candidate trace overlapping the hints' time range (spans as found in
     /// one place: head or one block; use [`TenantTraces::trace`] for the whole trace), newest
-    /// blocks first, until `f` breaks.
+    /// blocks first, until `f` breaks. No lock is held while `f` runs, so it may read the store.
     pub fn search(
         &self,
         hints: &SearchHints,
@@ -584,16 +584,25 @@ impl TenantTraces {
                 })
             })
         };
-        {
+        // Candidates are collected under the head lock and visited after it is released:
+        // `f` may read the store again (a recursive read lock can deadlock behind a writer).
+        let head_ids: Vec<[u8; 16]> = {
             let head = self.head.read();
-            for (id, t) in &head.traces {
-                if overlaps(t.min_start, t.max_end)
-                    && span_ok(&t.spans)
-                    && terms_ok(&t.spans)
-                    && f(id, &t.spans).is_break()
-                {
-                    return Ok(());
-                }
+            head.traces
+                .iter()
+                .filter(|(_, t)| {
+                    overlaps(t.min_start, t.max_end) && span_ok(&t.spans) && terms_ok(&t.spans)
+                })
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        for id in head_ids {
+            let spans = match self.head.read().traces.get(&id) {
+                Some(t) => t.spans.clone(),
+                None => continue, // cut into a block meanwhile; found there below
+            };
+            if f(&id, &spans).is_break() {
+                return Ok(());
             }
         }
         let cutting = self.cutting.read().clone();
@@ -1034,6 +1043,50 @@ mod tests {
         })
         .unwrap();
         assert_eq!(n, 0);
+    }
+
+    /// A search callback reads the store while another thread appends: no lock may be held
+    /// across the callback (a recursive read behind a waiting writer deadlocks).
+    #[test]
+    fn search_callbacks_can_read_while_others_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts(dir.path());
+        o.wal_sync = SyncMode::Interval(Duration::from_millis(50));
+        let (store, _) = TraceStore::open(o).unwrap();
+        let t = store.tenant("anonymous").unwrap();
+        let now = now_ns();
+        for k in 0..50u8 {
+            t.append(vec![span(k, 1, 0, now, 10, "s")]).unwrap();
+        }
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                let mut k = 0u8;
+                while !stop.load(Ordering::Relaxed) {
+                    t.append(vec![span(k, k.wrapping_add(2), 1, now, 10, "s")])
+                        .unwrap();
+                    k = k.wrapping_add(1);
+                }
+            });
+            let deadline = Instant::now() + Duration::from_millis(300);
+            let mut visited = 0;
+            while Instant::now() < deadline {
+                t.search(
+                    &SearchHints {
+                        start_ns: 0,
+                        end_ns: u64::MAX,
+                        ..SearchHints::default()
+                    },
+                    |id, _| {
+                        visited += usize::from(!t.trace(id).unwrap().is_empty());
+                        ControlFlow::Continue(())
+                    },
+                )
+                .unwrap();
+            }
+            stop.store(true, Ordering::Relaxed);
+            assert!(visited > 0);
+        });
     }
 
     #[test]
