@@ -202,6 +202,14 @@ mod tests {
             spans_per_spanset: 3,
             max_inspected: 1000,
         };
+        // Both sides must match, in different parts of the trace: the head holds the error,
+        // the block the gateway span.
+        let r = search(
+            &t,
+            &req(r#"{ status = error } && { .service.name = "gateway" }"#),
+        )
+        .unwrap();
+        assert_eq!(r.traces.len(), 1);
         // Needs spans from both parts.
         let r = search(
             &t,

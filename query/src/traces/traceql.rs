@@ -910,7 +910,12 @@ impl Query {
         }
         let mut conds = Vec::new();
         required(&self.expr, &mut conds);
-        for (i, c) in conds.iter().enumerate() {
+        // Hints come from the first required spanset only. A trace split across the head and
+        // blocks is visited part by part, and the spans matching two different spansets may
+        // sit in different parts; the spans of one spanset's condition are one span each, so
+        // the part holding a span that meets the first spanset is always visited, and the
+        // whole trace is then read and checked.
+        if let Some(c) = conds.first() {
             let mut conj = Vec::new();
             conjuncts(c, &mut conj);
             let mut span = SpanHint::default();
@@ -945,10 +950,7 @@ impl Query {
                     _ => {}
                 }
             }
-            // Only one span hint can be carried: take the first spanset's.
-            if i == 0 {
-                h.span = span;
-            }
+            h.span = span;
         }
         h
     }
@@ -1104,6 +1106,13 @@ mod tests {
         );
         let q = parse(r#"{ name = "a" } || { name = "b" }"#).unwrap();
         assert!(q.hints(0, 10).terms.is_empty());
+        // Both sides must match, but possibly in different parts of a split trace: only the
+        // first side prunes.
+        let q = parse(r#"{ name = "a" } && { span.x = "b" }"#).unwrap();
+        assert_eq!(
+            q.hints(0, 10).terms,
+            vec![(None, "name".to_string(), "a".to_string())]
+        );
         let q = parse(r#"{ name = "a" || duration > 1s }"#).unwrap();
         let h = q.hints(0, 10);
         assert!(h.terms.is_empty() && h.span.min_duration_ns.is_none());
