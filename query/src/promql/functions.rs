@@ -244,6 +244,7 @@ impl Evaluator<'_> {
                 Ok(Val::Vector(map_values(v, |_, x| Some(date_part(name, x)))))
             }
             "absent_over_time" => self.absent_over_time(&args, g),
+            "info" => self.info_fn(&args, g),
             "label_replace" => self.label_replace(&args, g),
             "label_join" => self.label_join(&args, g),
             "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => {
@@ -592,6 +593,147 @@ impl Evaluator<'_> {
         Ok(Val::Vector(out))
     }
 
+    /// `info(v, {selector})`: adds the data labels of matching info series (by `instance` and
+    /// `job`) to each series of `v`.
+    ///
+    /// Info series are those the selector matches (default `target_info`; with only negative
+    /// name matchers, among the `*_info` metrics). Only the labels named by the selector's non-name matchers are added (all data
+    /// labels without them), never over a label the series already has. A series without a
+    /// matching info series is kept unchanged if every data matcher accepts the empty value,
+    /// else dropped at that step. Series that are themselves selected info metrics (their name
+    /// satisfies every name matcher, at least one of them positive) pass unchanged.
+    fn info_fn(&mut self, args: &[&Expr], g: &Grid) -> Result<Val, QueryError> {
+        use strata_engine::{MatchOp, Matcher};
+        let base = self.eval_vector(arg(args, 0)?, g)?;
+        let selector = match args.get(1).map(|a| strip(a)) {
+            None => Vec::new(),
+            Some(Expr::VectorSelector(vs)) => {
+                crate::to_engine_matchers(&vs.matchers, vs.name.as_deref())?
+            }
+            Some(other) => {
+                return Err(QueryError::BadParameters(format!(
+                    "expected a label selector as the second argument of info(), got {other}"
+                )));
+            }
+        };
+        let (mut name_ms, data_ms): (Vec<Matcher>, Vec<Matcher>) =
+            selector.into_iter().partition(|m| m.name == METRIC_NAME);
+        if name_ms.is_empty() {
+            name_ms.push(Matcher::equal(METRIC_NAME, "target_info"));
+        }
+        let positive = name_ms
+            .iter()
+            .any(|m| matches!(m.op, MatchOp::Equal | MatchOp::Regex));
+        let mut cand = name_ms.clone();
+        cand.extend(data_ms.iter().cloned());
+        if !positive {
+            // Only negative name matchers: info metrics are still the `*_info` ones.
+            cand.push(
+                Matcher::new(MatchOp::Regex, METRIC_NAME, ".+_info")
+                    .map_err(|e| QueryError::BadParameters(e.to_string()))?,
+            );
+        }
+        // Info series are read at the times the base series were read (`@`, `offset`).
+        let (at, off) = time_shift(arg(args, 0)?);
+        let at = self.at_ms(&at);
+        let refs: Vec<i64> = (0..g.n)
+            .map(|i| at.unwrap_or_else(|| g.t(i)).saturating_sub(off))
+            .collect();
+        // Values are the sample times: when info series churn, the newest sample wins.
+        let infos = self.select_steps(&cand, &refs, g, true)?;
+        let ident = |l: &Labels| {
+            (
+                l.get("instance").unwrap_or("").to_string(),
+                l.get("job").unwrap_or("").to_string(),
+            )
+        };
+        let mut by_ident: HashMap<(String, String), Vec<usize>> = HashMap::new();
+        for (i, s) in infos.iter().enumerate() {
+            by_ident.entry(ident(&s.labels)).or_default().push(i);
+        }
+        let empty_ok = data_ms.iter().all(|m| m.matches(""));
+        let wanted: Vec<&str> = data_ms.iter().map(|m| m.name.as_str()).collect();
+        let mut out: Vec<Series> = Vec::new();
+        let mut index: HashMap<Labels, usize> = HashMap::new();
+        for s in base {
+            let name = s.labels.get(METRIC_NAME).unwrap_or("");
+            if positive && name_ms.iter().all(|m| m.matches(name)) {
+                merge_into(&mut out, &mut index, s)?;
+                continue;
+            }
+            let matches = by_ident.get(&ident(&s.labels));
+            for step in 0..g.n {
+                let v = s.vals[step];
+                if is_absent(v) {
+                    continue;
+                }
+                let mut present: Vec<usize> = matches
+                    .map(|m| {
+                        m.iter()
+                            .copied()
+                            .filter(|&i| !is_absent(infos[i].vals[step]))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                // Per info metric name, only the series with the newest sample counts.
+                let newest: HashMap<&str, f64> =
+                    present.iter().fold(HashMap::new(), |mut acc, &i| {
+                        let n = infos[i].labels.get(METRIC_NAME).unwrap_or("");
+                        let t = infos[i].vals[step];
+                        let e = acc.entry(n).or_insert(t);
+                        if t > *e {
+                            *e = t;
+                        }
+                        acc
+                    });
+                present.retain(|&i| {
+                    let n = infos[i].labels.get(METRIC_NAME).unwrap_or("");
+                    newest.get(n).is_some_and(|&t| infos[i].vals[step] >= t)
+                });
+                if present.is_empty() && !empty_ok {
+                    continue;
+                }
+                let mut added: Vec<Label> = Vec::new();
+                for &i in &present {
+                    for l in infos[i].labels.iter() {
+                        if l.name == METRIC_NAME
+                            || l.name == "instance"
+                            || l.name == "job"
+                            || s.labels.get(&l.name).is_some()
+                            || (!wanted.is_empty() && !wanted.contains(&l.name.as_str()))
+                        {
+                            continue;
+                        }
+                        match added.iter().find(|a| a.name == l.name) {
+                            Some(a) if a.value != l.value => {
+                                return Err(err(format!(
+                                    "conflicting label: {} has values {:?} and {:?} in info series for {}",
+                                    l.name, a.value, l.value, s.labels
+                                )));
+                            }
+                            Some(_) => {}
+                            None => added.push(l.clone()),
+                        }
+                    }
+                }
+                let mut ls: Vec<Label> = s.labels.iter().cloned().collect();
+                ls.extend(added);
+                let mut vals = vec![absent(); g.n];
+                vals[step] = v;
+                merge_into(
+                    &mut out,
+                    &mut index,
+                    Series {
+                        labels: labels_from(ls),
+                        drop_name: s.drop_name,
+                        vals,
+                    },
+                )?;
+            }
+        }
+        Ok(Val::Vector(out))
+    }
+
     /// `absent_over_time`: 1 at the steps where no series has a sample in its window.
     fn absent_over_time(&mut self, args: &[&Expr], g: &Grid) -> Result<Val, QueryError> {
         let a = arg(args, 0)?;
@@ -622,6 +764,35 @@ impl Evaluator<'_> {
             .map(|&p| if p { absent() } else { 1.0 })
             .collect();
         Ok(Val::Vector(absent_result(a, vals)))
+    }
+}
+
+/// The `@` and total `offset` under which the first selector of `e` reads its data.
+fn time_shift(e: &Expr) -> (Option<promql_parser::parser::AtModifier>, i64) {
+    let off = |o: &Option<promql_parser::parser::Offset>| super::offset_ms(o);
+    match e {
+        Expr::VectorSelector(vs) => (vs.at.clone(), off(&vs.offset)),
+        Expr::MatrixSelector(ms) => (ms.vs.at.clone(), off(&ms.vs.offset)),
+        Expr::Subquery(sq) => {
+            let (inner_at, inner_off) = time_shift(&sq.expr);
+            if inner_at.is_some() {
+                (inner_at, inner_off)
+            } else {
+                (sq.at.clone(), off(&sq.offset) + inner_off)
+            }
+        }
+        Expr::Paren(p) => time_shift(&p.expr),
+        Expr::Unary(u) => time_shift(&u.expr),
+        Expr::Aggregate(a) => time_shift(&a.expr),
+        Expr::Binary(b) => time_shift(&b.lhs),
+        Expr::Call(c) => c
+            .args
+            .args
+            .iter()
+            .map(|a| time_shift(a))
+            .find(|(at, o)| at.is_some() || *o != 0)
+            .unwrap_or((None, 0)),
+        _ => (None, 0),
     }
 }
 

@@ -180,7 +180,7 @@ pub(crate) struct Evaluator<'a> {
     pub(crate) annotations: Annotations,
 }
 
-fn offset_ms(o: &Option<Offset>) -> i64 {
+pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
     match o {
         Some(Offset::Pos(d)) => d.as_millis() as i64,
         Some(Offset::Neg(d)) => -(d.as_millis() as i64),
@@ -242,7 +242,7 @@ impl<'a> Evaluator<'a> {
         Ok(())
     }
 
-    fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
+    pub(crate) fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
         match at {
             None => None,
             Some(AtModifier::Start) => Some(self.query_start),
@@ -384,14 +384,26 @@ impl<'a> Evaluator<'a> {
         timestamps: bool,
     ) -> Result<Vec<Series>, QueryError> {
         let refs = self.ref_times(&vs.at, offset_ms(&vs.offset), g);
+        let matchers = crate::to_engine_matchers(&vs.matchers, vs.name.as_deref())?;
+        self.select_steps(&matchers, &refs, g, timestamps)
+    }
+
+    /// Selects series by engine matchers and reduces them to one value per step: the newest
+    /// sample in the lookback window before each of `refs`.
+    pub(crate) fn select_steps(
+        &mut self,
+        matchers: &[strata_engine::Matcher],
+        refs: &[i64],
+        g: &Grid,
+        timestamps: bool,
+    ) -> Result<Vec<Series>, QueryError> {
         let (Some(&lo), Some(&hi)) = (refs.iter().min(), refs.iter().max()) else {
             return Ok(Vec::new());
         };
         let lookback = self.opts.lookback_ms;
         let hints = self.hints(g, 0, None);
-        let matchers = crate::to_engine_matchers(&vs.matchers, vs.name.as_deref())?;
         let from = lo.saturating_sub(lookback).saturating_add(1);
-        let series = self.q.select(&matchers, from, hi, &hints)?;
+        let series = self.q.select(matchers, from, hi, &hints)?;
         self.check_cancel()?;
         // Each series is decoded once, stopping at the last step, and reduced to one value per
         // step on the way (no intermediate sample buffer).

@@ -29,7 +29,8 @@ pub enum SkipKind {
     StartTimestamps,
     /// `__type__` / `__unit__` labels with their experimental semantics.
     TypeAndUnitLabels,
-    /// The experimental `info()` function.
+    /// `info()` calls the parser cannot read (a data-label selector whose matchers all accept
+    /// the empty value).
     InfoFunction,
     /// Extended range selectors: the `anchored` and `smoothed` modifiers.
     ExtendedRangeSelectors,
@@ -83,8 +84,10 @@ pub const SKIP_LIST: &[SkipRule] = &[
     SkipRule {
         kind: SkipKind::InfoFunction,
         name: "info-function",
-        reason: "`info()` is an experimental function",
-        rule: "the expression calls `info(`",
+        reason: "`info()` is implemented, but promql-parser rejects a data-label selector whose \
+                 matchers all accept the empty value (e.g. `{data=~\".*\"}`) as an empty vector \
+                 selector, so such calls cannot be evaluated",
+        rule: "the expression calls `info(` and promql-parser fails to parse it",
     },
     SkipRule {
         kind: SkipKind::ExtendedRangeSelectors,
@@ -184,7 +187,7 @@ pub fn detect(
     {
         out.push(SkipKind::TypeAndUnitLabels);
     }
-    if calls(&code, "info") {
+    if calls(&code, "info") && promql_parser::parser::parse(expr).is_err() {
         out.push(SkipKind::InfoFunction);
     }
     if has_word(&code, "anchored") || has_word(&code, "smoothed") {

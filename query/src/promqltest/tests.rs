@@ -574,7 +574,12 @@ fn skip_kinds_are_detected_from_the_text() {
     assert!(kinds("rate(x[foo])").is_empty());
     assert!(kinds("rate(x[5m:1m])").is_empty());
 
-    assert_eq!(kinds("info(rate(x[5m]))"), vec![SkipKind::InfoFunction]);
+    // `info()` is evaluated; only calls the parser rejects are skipped.
+    assert!(kinds("info(rate(x[5m]))").is_empty());
+    assert_eq!(
+        kinds(r#"info(x, {data=~".*"})"#),
+        vec![SkipKind::InfoFunction]
+    );
     assert_eq!(
         kinds("increase(x[5m] anchored)"),
         vec![SkipKind::ExtendedRangeSelectors]
@@ -852,9 +857,10 @@ eval instant at 1m m offset (0 * 1m)
 fn skips_are_counted_per_kind_and_individually_switchable() {
     let r = run_script("skip.test", SKIPPING, &RunOptions::default());
     // The float series loaded next to histograms are evaluated; `h` and the NHCB `x` are not.
-    assert_eq!((r.passed, r.failed), (3, 0), "{r:?}");
+    assert_eq!((r.passed, r.failed), (4, 0), "{r:?}");
     assert_eq!(r.skipped.get(&SkipKind::NativeHistograms), Some(&2));
-    assert_eq!(r.skipped.get(&SkipKind::InfoFunction), Some(&1));
+    // `info(m)` parses, so it is evaluated (and passes).
+    assert_eq!(r.skipped.get(&SkipKind::InfoFunction), None);
     assert_eq!(r.skipped.get(&SkipKind::FillModifiers), Some(&1));
     assert_eq!(r.skipped.get(&SkipKind::DurationExpressions), Some(&1));
     let text = Report {
@@ -862,7 +868,7 @@ fn skips_are_counted_per_kind_and_individually_switchable() {
     }
     .to_string();
     assert!(
-        text.contains("skipped 5: native-histograms 2, info-function 1, duration-expressions 1, fill-modifiers 1"),
+        text.contains("skipped 4: native-histograms 2, duration-expressions 1, fill-modifiers 1"),
         "{text}"
     );
 
@@ -876,8 +882,8 @@ fn skips_are_counted_per_kind_and_individually_switchable() {
         strict: false,
     };
     let r = run_script("skip.test", SKIPPING, &opts);
-    assert_eq!(r.skipped_total(), 3);
-    assert_eq!((r.passed, r.failed), (5, 0), "{r:?}");
+    assert_eq!(r.skipped_total(), 2);
+    assert_eq!((r.passed, r.failed), (6, 0), "{r:?}");
 }
 
 #[test]
