@@ -65,7 +65,10 @@ fuzz_target!(|data: &[u8]| {
                     .map(|(n, v)| format!("{n}=\"{}\"", escape(v)))
                     .collect();
                 let again = format!("{{{}}}", rendered.join(","));
-                assert_eq!(parse_labels(&again).expect("re-rendered labels parse"), pairs);
+                assert_eq!(
+                    parse_labels(&again).expect("re-rendered labels parse"),
+                    pairs
+                );
             }
         }
         _ => {

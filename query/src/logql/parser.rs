@@ -947,7 +947,7 @@ mod tests {
     fn parses_log_and_metric_queries() {
         let ok = [
             r#"{job="app"}"#,
-            r#"{job="app", env=~"prod|dev"} |= "error" != "timeout" |~ "5.." or "4.."#,
+            r#"{job="app", env=~"prod|dev"} |= "error" != "timeout" |~ "5.." or "4.." | json"#,
             r#"{job="app"} | json | level="error" and status >= 500 | line_format "{{.msg}}""#,
             r#"{job="app"} | logfmt --strict | duration > 10s or size < 20MB"#,
             r#"{job="app"} | pattern "<ip> - <_> \"<method> <path>\"" | method="GET""#,
@@ -968,7 +968,7 @@ mod tests {
     #[test]
     fn errors_have_positions() {
         let cases = [
-            (r#"{job="app"} |= "x" | "#, "col 21"),
+            (r#"{job="app"} |= "x" | "#, "col 22"),
             (r#"{job=app}"#, "col 6"),
             (r#"{job=""}"#, "at least one"),
             (r#"count_over_time({job="a"})"#, "expected \"[\""),
