@@ -156,7 +156,8 @@ time_query() { # url
     echo "$first/$best"
 }
 
-# Runs a GET 3 times; prints the median time in ms, or "ERR(code)".
+# Runs a GET 3 times; prints the median time in ms, or "ERR(code)". The first run's time is
+# appended to $WORK/first (VictoriaMetrics answers repeats from its rollup result cache).
 median_query() { # url
     local out code ts=() i
     for i in 1 2 3; do
@@ -169,6 +170,7 @@ median_query() { # url
         fi
         ts+=("$(ms "${out#* }")")
     done
+    echo "${ts[0]}" >> "$WORK/first"
     printf '%s\n' "${ts[@]}" | sort -n | sed -n 2p
 }
 
@@ -185,6 +187,7 @@ run_one() { # system size series duration
     case "$system" in
         strata)
             "$BIN/strata" --data-dir "$dir/data" --http-addr 127.0.0.1:0 \
+                --otlp-grpc-addr none --otlp-http-addr none \
                 --wal-sync "$STRATA_WAL_SYNC" 2> "$dir/server.log" &
             pid=$!
             PIDS+=("$pid")
@@ -264,7 +267,7 @@ run_one() { # system size series duration
     d1="$(median_query "$url/api/v1/query_range?query=$(urlenc 'sum by (job) (rate(node_cpu_seconds_total[5m]))')&$range")"
     d2="$(median_query "$url/api/v1/query_range?query=$(urlenc 'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))')&$range")"
     d3="$(median_query "$url/api/v1/query_range?query=$(urlenc 'count({__name__=~"node_.+"})')&$range")"
-    log "dashboard queries (median ms): cpu $d1, p99 $d2, count $d3"
+    log "dashboard queries (median ms): cpu $d1, p99 $d2, count $d3; first runs (ms): $(tail -n 3 "$WORK/first" | tr '\n' ' ')"
     printf '%s %s %s %s %s\n' "$size" "$system" "$d1" "$d2" "$d3" >> "$WORK/dash"
 
     local hwm

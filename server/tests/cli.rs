@@ -5,7 +5,10 @@
 use std::process::Command;
 
 fn strata() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
+    c.env("STRATA_OTLP_GRPC_ADDR", "none")
+        .env("STRATA_OTLP_HTTP_ADDR", "none");
+    c
 }
 
 #[test]
@@ -58,13 +61,14 @@ fn promqltest_reports_and_sets_the_exit_code() {
     std::fs::write(
         &pass,
         "load 1m\n  up{job=\"a\"} 1 2\n\neval instant at 1m up\n  up{job=\"a\"} 2\n\n\
-         eval instant at 0 42\n  42\n\neval instant at 1m info(up)\n  up{job=\"a\"} 2\n",
+         eval instant at 0 42\n  42\n\neval instant at 1m info(up)\n  up{job=\"a\"} 2\n\n\
+         eval instant at 1m info(up, {x=~\".*\"})\n  up{job=\"a\"} 2\n",
     )
     .unwrap();
     let out = strata().arg("promqltest").arg(&pass).output().unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(0), "{stdout}");
-    assert_eq!(stdout.trim_end().lines().last(), Some("2 passed, 0 failed"));
+    assert_eq!(stdout.trim_end().lines().last(), Some("3 passed, 0 failed"));
     assert!(stdout.contains("skipped 1: info-function 1"), "{stdout}");
 
     let fail = dir.path().join("fail.test");
@@ -88,7 +92,7 @@ fn promqltest_reports_and_sets_the_exit_code() {
         stdout.contains("fail.test:4: eval instant at 1m up\n"),
         "{stdout}"
     );
-    assert_eq!(stdout.trim_end().lines().last(), Some("2 passed, 1 failed"));
+    assert_eq!(stdout.trim_end().lines().last(), Some("3 passed, 1 failed"));
 
     // An unknown skip kind is a usage error naming the known kinds.
     let out = strata()

@@ -105,6 +105,8 @@ fn start_strata(data: &Path) -> Strata {
         .arg(data)
         .arg("--http-addr")
         .arg("127.0.0.1:0")
+        .env("STRATA_OTLP_GRPC_ADDR", "none")
+        .env("STRATA_OTLP_HTTP_ADDR", "none")
         .env("STRATA_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

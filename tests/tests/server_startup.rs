@@ -83,6 +83,8 @@ fn start(data: &Path, extra: &[&str]) -> Child {
         .arg(data)
         .arg("--http-addr")
         .arg("127.0.0.1:0")
+        .env("STRATA_OTLP_GRPC_ADDR", "none")
+        .env("STRATA_OTLP_HTTP_ADDR", "none")
         .args(extra)
         .env("STRATA_LOG", "info")
         .stdout(Stdio::null())
