@@ -534,3 +534,80 @@ fn push_and_query_through_the_loki_api() {
     let s = start(dir.path());
     check_queries(&s.addr, &lines, base);
 }
+
+/// `kill -9` while a client pushes: after the restart every acknowledged batch is there (and
+/// at most the one batch in flight is there without its acknowledgement).
+#[test]
+fn kill_9_during_ingest_loses_nothing_acknowledged() {
+    const PER_BATCH: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let base = (now_ns() / 1_000_000_000 - 300) * 1_000_000_000;
+    let s = start(dir.path());
+    let addr = s.addr.clone();
+    let pusher = std::thread::spawn(move || {
+        let mut acked = 0usize;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let values: Vec<Json> = (0..PER_BATCH)
+                .map(|j| {
+                    let ts = base + (acked * PER_BATCH + j) as i64 * 1_000_000;
+                    serde_json::json!([ts.to_string(), format!("batch-{acked} line-{j} payload")])
+                })
+                .collect();
+            let body =
+                serde_json::json!({"streams": [{"stream": {"job": "crash"}, "values": values}]});
+            let Ok(mut sock) = TcpStream::connect(&addr) else {
+                break;
+            };
+            let body = body.to_string();
+            let req = format!(
+                "POST /loki/api/v1/push HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if sock.write_all(req.as_bytes()).is_err() {
+                break;
+            }
+            let mut resp = String::new();
+            if sock.read_to_string(&mut resp).is_err() || !resp.starts_with("HTTP/1.1 204") {
+                break;
+            }
+            acked += 1;
+        }
+        acked
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    let mut s = s;
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    drop(s);
+    let acked = pusher.join().unwrap();
+    assert!(acked > 0, "no batch was acknowledged before the kill");
+    let s = start(dir.path());
+    let end = base + 200 * 1_000_000_000;
+    let v = get_json(
+        &s.addr,
+        &format!(
+            "/loki/api/v1/query?query={}&time={end}",
+            enc(r#"sum(count_over_time({job="crash"}[1h]))"#)
+        ),
+    );
+    let n: usize = v["data"]["result"][0]["value"][1]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        n == acked * PER_BATCH || n == (acked + 1) * PER_BATCH,
+        "{acked} batches acknowledged, {n} lines after restart"
+    );
+    // The last acknowledged batch is complete.
+    let q = format!(r#"{{job="crash"}} |= "batch-{} ""#, acked - 1);
+    let got = get_json(
+        &s.addr,
+        &format!(
+            "/loki/api/v1/query_range?query={}&start={base}&end={end}&limit=1000",
+            enc(&q)
+        ),
+    );
+    assert_eq!(stream_entries(&got).len(), PER_BATCH);
+}
