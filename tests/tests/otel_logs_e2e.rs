@@ -1,0 +1,265 @@
+//! Strata against the real OpenTelemetry Python SDK's OTLP log exporters, over loopback.
+//!
+//! `tests/otel/export_logs.py` logs three records through Python's `logging` and the SDK's
+//! `LoggingHandler` — two inside a span — and exports them over gRPC (`LogsService/Export` on
+//! `--otlp-grpc-addr`) and over HTTP protobuf (`/v1/logs` on `--otlp-http-addr`). The test reads
+//! them back through the Loki API and checks the mapping: `service.name` and
+//! `deployment.environment` as stream labels, the body as the line, severity, trace and span
+//! ids and attributes as structured metadata.
+//!
+//! The SDK comes from PyPI into the virtualenv made by `tests/install-peers.sh`
+//! (`$STRATA_OTEL_VENV`, default `~/.cache/strata/otel-venv`). Every wait has a deadline; the
+//! server is killed by pid when its guard drops.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn bin_dir() -> PathBuf {
+    std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn python() -> PathBuf {
+    let venv = std::env::var_os("STRATA_OTEL_VENV").map_or_else(
+        || {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/strata/otel-venv")
+        },
+        PathBuf::from,
+    );
+    let py = venv.join("bin/python");
+    assert!(
+        py.exists(),
+        "{} missing: run tests/install-peers.sh to install the OpenTelemetry Python SDK",
+        py.display()
+    );
+    py
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Strata {
+    _guard: Guard,
+    http: String,
+    grpc: String,
+    otlp_http: String,
+}
+
+fn start(data: &Path) -> Strata {
+    let grpc = format!("127.0.0.1:{}", free_port());
+    let otlp_http = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(bin_dir().join("strata"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--http-addr", "127.0.0.1:0"])
+        .env("STRATA_OTLP_GRPC_ADDR", &grpc)
+        .env("STRATA_OTLP_HTTP_ADDR", &otlp_http)
+        .env("STRATA_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut guard = Guard(child);
+    let stderr = guard.0.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut log = String::new();
+    while Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            log.push_str(&line);
+            log.push('\n');
+            if line.contains("storage ready")
+                && let Some(addr) = line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("http_addr="))
+            {
+                let http = addr.trim_matches('"').to_string();
+                std::thread::spawn(move || while rx.recv().is_ok() {});
+                return Strata {
+                    _guard: guard,
+                    http,
+                    grpc,
+                    otlp_http,
+                };
+            }
+        }
+        if let Ok(Some(status)) = guard.0.try_wait() {
+            panic!("strata exited with {status}; log:\n{log}");
+        }
+    }
+    panic!("strata did not become ready; log:\n{log}");
+}
+
+fn get(addr: &str, path: &str, tenant: &str) -> Value {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nX-Scope-OrgID: {tenant}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{path}: {raw}");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+}
+
+fn export(protocol: &str, endpoint: &str, tenant: &str, service: &str) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("otel/export_logs.py");
+    let mut child = Guard(
+        Command::new(python())
+            .arg(&script)
+            .args([protocol, endpoint, tenant, service])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            let (mut out, mut err) = (String::new(), String::new());
+            child
+                .0
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_string(&mut out)
+                .unwrap();
+            child
+                .0
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            assert!(status.success(), "export_logs.py failed ({status}):\n{err}");
+            assert!(
+                !err.contains("Failed to export"),
+                "export_logs.py reported:\n{err}"
+            );
+            let id = out.trim().to_string();
+            assert_eq!(id.len(), 32, "exporter printed {out:?}");
+            return id;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "export_logs.py did not finish in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn python_sdk_exports_logs_over_grpc_and_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path());
+    let tenant = "otel-logs";
+    let ids = [
+        ("shop-grpc", export("grpc", &s.grpc, tenant, "shop-grpc")),
+        (
+            "shop-http",
+            export(
+                "http",
+                &format!("http://{}/v1/logs", s.otlp_http),
+                tenant,
+                "shop-http",
+            ),
+        ),
+    ];
+    for (service, trace) in &ids {
+        let q = format!(r#"{{service_name="{service}", deployment_environment="e2e"}}"#);
+        let v = get(
+            &s.http,
+            &format!(
+                "/loki/api/v1/query_range?query={}&direction=forward",
+                enc(&q)
+            ),
+            tenant,
+        );
+        let mut rows: Vec<(String, Value)> = Vec::new();
+        for st in v["data"]["result"].as_array().unwrap() {
+            for e in st["values"].as_array().unwrap() {
+                rows.push((e[1].as_str().unwrap().to_string(), st["stream"].clone()));
+            }
+        }
+        let lines: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(
+            lines,
+            [
+                "order placed",
+                "payment failed: card declined",
+                "no span here"
+            ],
+            "{v}"
+        );
+        let (_, placed) = &rows[0];
+        assert_eq!(placed["severity_text"], "INFO");
+        assert_eq!(placed["order_id"], "o-17");
+        assert_eq!(placed["trace_id"], trace.as_str());
+        assert_eq!(placed["span_id"].as_str().unwrap().len(), 16);
+        assert_eq!(rows[1].1["severity_text"], "ERROR");
+        assert_eq!(rows[1].1["trace_id"], trace.as_str());
+        assert!(rows[2].1.get("trace_id").is_none(), "{}", rows[2].1);
+        // The trace id finds the records through the exact trace-id index.
+        let q = format!(r#"{{service_name="{service}"}} | trace_id="{trace}""#);
+        let v = get(
+            &s.http,
+            &format!("/loki/api/v1/query_range?query={}", enc(&q)),
+            tenant,
+        );
+        let n: usize = v["data"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|st| st["values"].as_array().unwrap().len())
+            .sum();
+        assert_eq!(n, 2, "{v}");
+    }
+}
