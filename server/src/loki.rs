@@ -1,13 +1,13 @@
 //! The Loki HTTP API: push (`/loki/api/v1/push`, JSON and snappy protobuf) and the query API
 //! Grafana's Loki datasource calls (`query`, `query_range`, `labels`, `label/<name>/values`,
-//! `series`, `index/stats`, `index/volume`, `index/volume_range`).
+//! `series`, `index/stats`, `index/volume`, `index/volume_range`, and the `tail` WebSocket).
 //!
 //! Shapes follow Loki's: successful query responses use the `{"status":"success","data":…}`
 //! envelope with `resultType` `streams`, `matrix`, `vector` or `scalar`; `index/stats` answers a
 //! bare object; errors are answered as `text/plain` with the status Loki uses (400 bad input,
 //! 429 over a limit, 413 too large, 415 unsupported encoding, 500/503 server side).
 //!
-//! Submodules: [`push`] (ingest and limits) and [`query`] (the read API).
+//! Submodules: [`push`] (ingest and limits), [`query`] (the read API) and [`tail`] (live tail).
 //!
 //! # Timestamps
 //!
@@ -16,6 +16,7 @@
 
 pub mod push;
 pub mod query;
+pub mod tail;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -285,6 +286,7 @@ pub fn routes() -> Router<AppState> {
             "/loki/api/v1/index/volume",
             get(query::volume).post(query::volume),
         )
+        .route("/loki/api/v1/tail", get(tail::tail))
         .route(
             "/loki/api/v1/index/volume_range",
             get(query::volume_range).post(query::volume_range),

@@ -611,3 +611,97 @@ fn kill_9_during_ingest_loses_nothing_acknowledged() {
     );
     assert_eq!(stream_entries(&got).len(), PER_BATCH);
 }
+
+/// Reads one WebSocket frame sent by the server (unmasked); returns opcode and payload.
+fn ws_frame(r: &mut impl Read) -> (u8, Vec<u8>) {
+    let mut h = [0u8; 2];
+    r.read_exact(&mut h).unwrap();
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut b = [0u8; 2];
+            r.read_exact(&mut b).unwrap();
+            u64::from(u16::from_be_bytes(b))
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            r.read_exact(&mut b).unwrap();
+            u64::from_be_bytes(b)
+        }
+        n => u64::from(n),
+    };
+    let mut payload = vec![0u8; len as usize];
+    r.read_exact(&mut payload).unwrap();
+    (h[0] & 0x0f, payload)
+}
+
+/// `/loki/api/v1/tail` over a WebSocket: lines pushed after the tail started arrive as
+/// messages in Loki's shape.
+#[test]
+fn live_tail_over_websocket() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path());
+    let mut ws = TcpStream::connect(&s.addr).unwrap();
+    ws.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let path = format!(
+        "/loki/api/v1/tail?query={}",
+        enc(r#"{job="tail"} |= "hello""#)
+    );
+    write!(
+        ws,
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        s.addr
+    )
+    .unwrap();
+    let mut r = BufReader::new(ws);
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+    loop {
+        let mut l = String::new();
+        r.read_line(&mut l).unwrap();
+        if l == "\r\n" {
+            break;
+        }
+    }
+    let now = now_ns();
+    let body = serde_json::json!({"streams": [{"stream": {"job": "tail"}, "values": [
+        [now.to_string(), "hello from the tail"], [(now + 1).to_string(), "skipped line"]]}]});
+    let (st, text) = http(
+        &s.addr,
+        "POST",
+        "/loki/api/v1/push",
+        &[("Content-Type", "application/json")],
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(st, 204, "{text}");
+    let (op, payload) = ws_frame(&mut r);
+    assert_eq!(op, 1, "text frame expected");
+    let v: Json = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(v["streams"][0]["stream"]["job"], "tail", "{v}");
+    assert_eq!(
+        v["streams"][0]["values"][0][1], "hello from the tail",
+        "{v}"
+    );
+    assert_eq!(
+        v["streams"][0]["values"].as_array().unwrap().len(),
+        1,
+        "{v}"
+    );
+    // A metric query is refused before the upgrade.
+    let (st, text) = http(
+        &s.addr,
+        "GET",
+        &format!(
+            "/loki/api/v1/tail?query={}",
+            enc(r#"count_over_time({job="tail"}[1m])"#)
+        ),
+        &[
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("Sec-WebSocket-Version", "13"),
+        ],
+        b"",
+    );
+    assert_eq!(st, 400, "{text}");
+}

@@ -33,7 +33,8 @@ const DEFAULT_LABELS_RANGE_NS: i64 = 6 * 3600 * NS;
 /// Most entries a log query may return.
 const MAX_LIMIT: usize = 50_000;
 
-fn now_ns() -> i64 {
+/// Now, in Unix nanoseconds.
+pub fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
@@ -157,7 +158,8 @@ fn stats_json(st: &EvalStats, entries: usize, elapsed: f64) -> Json {
     })
 }
 
-fn streams_json(streams: &[StreamResult]) -> Json {
+/// Log streams in Loki's JSON shape.
+pub fn streams_json(streams: &[StreamResult]) -> Json {
     Json::Array(
         streams
             .iter()
