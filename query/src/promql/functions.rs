@@ -17,8 +17,8 @@ use super::numeric::{
     variance,
 };
 use super::{
-    Evaluator, Grid, RangeVal, RangeWindows, Series, Val, absent, is_absent, labels_from,
-    merge_into, strip,
+    Evaluator, Grid, RangeSeries, RangeVal, RangeWindows, Series, Val, absent, is_absent,
+    labels_from, merge_into, strip,
 };
 use crate::QueryError;
 
@@ -484,20 +484,6 @@ impl Evaluator<'_> {
     fn range_function(&mut self, name: &str, args: &[&Expr], g: &Grid) -> Result<Val, QueryError> {
         let range_idx = if name == "quantile_over_time" { 1 } else { 0 };
         let range_expr = arg(args, range_idx)?;
-        let rv = match strip(range_expr) {
-            Expr::MatrixSelector(ms) => {
-                self.matrix_selector(&ms.vs, ms.range.as_millis() as i64, g, Some(name))?
-            }
-            other => match self.eval(other, g)? {
-                Val::Range(r) => r,
-                v => {
-                    return Err(QueryError::BadParameters(format!(
-                        "expected type range vector in call to function {name:?}, got {}",
-                        v.kind()
-                    )));
-                }
-            },
-        };
         // Scalar parameters.
         let mut params: Vec<Vec<f64>> = Vec::new();
         for (i, a) in args.iter().enumerate() {
@@ -531,39 +517,28 @@ impl Evaluator<'_> {
             }
         }
         let keeps_name = matches!(name, "last_over_time" | "first_over_time");
-        let range = rv.range;
-        let mut non_counter: Option<String> = None;
-        if matches!(name, "rate" | "increase") {
-            non_counter = rv
-                .series
-                .iter()
-                .filter(|s| !s.pts.is_empty())
-                .find_map(|s| {
-                    s.labels
-                        .get(METRIC_NAME)
-                        .filter(|n| {
-                            !["_total", "_sum", "_count", "_bucket"]
-                                .iter()
-                                .any(|suf| n.ends_with(suf))
-                        })
-                        .map(str::to_string)
-                });
-        }
-        self.check_cancel()?;
-        let RangeVal {
-            series,
-            range: _,
-            ends,
-        } = rv;
-        let ends = &ends;
+        let counter_name = matches!(name, "rate" | "increase");
         let (p0, p1) = (&p0, &p1);
-        let computed = super::par_map(series, self.opts.parallelism, |s| {
+        // One series' values over the grid, and its name if `rate`/`increase` should say it
+        // might not be a counter.
+        let compute = |s: RangeSeries, ends: &[i64], range: i64| {
+            let non_counter = if counter_name {
+                s.labels
+                    .get(METRIC_NAME)
+                    .filter(|n| {
+                        !["_total", "_sum", "_count", "_bucket"]
+                            .iter()
+                            .any(|suf| n.ends_with(suf))
+                    })
+                    .map(str::to_string)
+            } else {
+                None
+            };
             let mut vals = vec![absent(); g.n];
             let mut any = false;
             // Counter resets are rare: when a series has none, windows need not look for them.
             let resets = s.pts.windows(2).any(|w| w[1].1 < w[0].1);
-            let view = RangeWindows { range, ends };
-            view.windows(&s.pts, |i, w| {
+            RangeWindows { range, ends }.windows(&s.pts, |i, w| {
                 if w.is_empty() {
                     return;
                 }
@@ -574,13 +549,56 @@ impl Evaluator<'_> {
                     any = true;
                 }
             });
-            any.then_some(Series {
+            let series = any.then_some(Series {
                 labels: s.labels,
                 drop_name: s.drop_name || !keeps_name,
                 vals,
-            })
-        });
-        let out: Vec<Series> = computed.into_iter().flatten().collect();
+            });
+            (series, non_counter)
+        };
+        let computed: Vec<(Option<Series>, Option<String>)> = match strip(range_expr) {
+            // A plain range selector: decode and compute each series in one pass.
+            Expr::MatrixSelector(ms) => {
+                let range = ms.range.as_millis() as i64;
+                let (ends, bounds) = self.range_bounds(&ms.vs, range, g);
+                let Some((lo, hi)) = bounds else {
+                    return Ok(Val::Vector(Vec::new()));
+                };
+                let hints = self.range_hints(g, range, name);
+                let ends = &ends;
+                self.select_map(&ms.vs, lo, hi, &hints, true, |s| {
+                    Some(compute(s, ends, range))
+                })?
+            }
+            other => match self.eval(other, g)? {
+                Val::Range(rv) => {
+                    let RangeVal {
+                        series,
+                        range,
+                        ends,
+                    } = rv;
+                    let ends = &ends;
+                    super::par_map(series, self.opts.parallelism, |s| compute(s, ends, range))
+                }
+                v => {
+                    return Err(QueryError::BadParameters(format!(
+                        "expected type range vector in call to function {name:?}, got {}",
+                        v.kind()
+                    )));
+                }
+            },
+        };
+        self.check_cancel()?;
+        let mut non_counter = None;
+        let mut out = Vec::with_capacity(computed.len());
+        for (s, nc) in computed {
+            if non_counter.is_none() {
+                non_counter = nc;
+            }
+            if let Some(s) = s {
+                out.push(s);
+            }
+        }
         if let Some(n) = non_counter {
             self.info(
                 format!(

@@ -307,50 +307,69 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// Reads the raw samples of a selector in `(mint_excl, maxt]`, decoding series in
-    /// parallel.
-    fn select_raw(
+    /// Decodes each selected series' samples in `(mint_excl, maxt]` (staleness markers
+    /// dropped with `drop_stale`) and maps it with `f` right away, on up to the available
+    /// cores: a series' samples live only while `f` runs, so a range function over many
+    /// series never holds all their samples at once.
+    pub(crate) fn select_map<R: Send>(
         &mut self,
         vs: &VectorSelector,
         mint_excl: i64,
         maxt: i64,
         hints: &SelectHints,
-    ) -> Result<Vec<RangeSeries>, QueryError> {
+        drop_stale: bool,
+        f: impl Fn(RangeSeries) -> Option<R> + Sync,
+    ) -> Result<Vec<R>, QueryError> {
         let matchers = crate::to_engine_matchers(&vs.matchers, vs.name.as_deref())?;
         let series = self
             .q
             .select(&matchers, mint_excl.saturating_add(1), maxt, hints)?;
         self.check_cancel()?;
         let mint = mint_excl.saturating_add(1);
+        thread_local! {
+            /// Samples of the previous series decoded on this thread: series of one selector
+            /// tend to have similar counts, so buffers start at the right size.
+            static LAST_LEN: std::cell::Cell<usize> = const { std::cell::Cell::new(16) };
+        }
         let decoded = par_map(series, self.opts.parallelism, |s| {
             let (labels, mut it) = s.into_parts()?;
-            let mut pts = Vec::new();
+            let mut pts = Vec::with_capacity(LAST_LEN.with(|c| c.get()));
             let mut cur = it.seek(mint);
             while let Some((t, v)) = cur {
                 if t > maxt {
                     break;
                 }
-                pts.push((t, if is_absent(v) { f64::NAN } else { v }));
+                if !(drop_stale && is_stale(v)) {
+                    pts.push((t, if is_absent(v) { f64::NAN } else { v }));
+                }
                 cur = it.next_sample();
             }
             if let Some(e) = it.take_err() {
                 return Err(QueryError::Storage(e));
             }
-            Ok(RangeSeries {
-                labels,
-                drop_name: false,
-                pts,
-            })
+            let n = pts.len();
+            LAST_LEN.with(|c| c.set(n.max(16)));
+            if n == 0 {
+                return Ok((0, None));
+            }
+            Ok((
+                n,
+                f(RangeSeries {
+                    labels,
+                    drop_name: false,
+                    pts,
+                }),
+            ))
         });
         let mut out = Vec::with_capacity(decoded.len());
-        for s in decoded {
-            let s = s?;
-            self.samples += s.pts.len();
+        for d in decoded {
+            let (n, r) = d?;
+            self.samples += n;
             if self.samples > self.opts.max_samples {
                 return Err(QueryError::TooManySamples);
             }
-            if !s.pts.is_empty() {
-                out.push(s);
+            if let Some(r) = r {
+                out.push(r);
             }
         }
         self.check_cancel()?;
@@ -459,6 +478,27 @@ impl<'a> Evaluator<'a> {
         Ok(out)
     }
 
+    /// The window ends and selection bounds of a range vector selector: per step the window
+    /// end, and `(mint_excl, maxt)` covering all windows; `None` for an empty grid.
+    pub(crate) fn range_bounds(
+        &self,
+        vs: &VectorSelector,
+        range: i64,
+        g: &Grid,
+    ) -> (Vec<i64>, Option<(i64, i64)>) {
+        let ends = self.ref_times(&vs.at, offset_ms(&vs.offset), g);
+        let bounds = match (ends.iter().min(), ends.iter().max()) {
+            (Some(&lo), Some(&hi)) => Some((lo.saturating_sub(range), hi)),
+            _ => None,
+        };
+        (ends, bounds)
+    }
+
+    /// Selection hints for a range selector under `func`.
+    pub(crate) fn range_hints(&self, g: &Grid, range: i64, func: &str) -> SelectHints {
+        self.hints(g, range, Some(func))
+    }
+
     /// Evaluates a range vector selector.
     pub(crate) fn matrix_selector(
         &mut self,
@@ -476,11 +516,7 @@ impl<'a> Evaluator<'a> {
             });
         };
         let hints = self.hints(g, range, func);
-        let mut series = self.select_raw(vs, lo.saturating_sub(range), hi, &hints)?;
-        for s in &mut series {
-            s.pts.retain(|&(_, v)| !is_stale(v));
-        }
-        series.retain(|s| !s.pts.is_empty());
+        let series = self.select_map(vs, lo.saturating_sub(range), hi, &hints, true, Some)?;
         Ok(RangeVal {
             series,
             range,
