@@ -423,7 +423,7 @@ mod tests {
             Value::Vector(v) => assert_eq!(v.len(), 1),
             other => panic!("{other:?}"),
         }
-        let err = eval_instant(&q, &parse("info(up)").unwrap(), 5, &o).unwrap_err();
+        let err = eval_instant(&q, &parse("start_timestamp(up)").unwrap(), 5, &o).unwrap_err();
         assert!(matches!(err, QueryError::Unsupported(_)), "{err}");
         assert!(matches!(parse("up{"), Err(QueryError::Parse(_))));
     }

@@ -372,7 +372,7 @@ async fn promql_operators_functions_and_annotations() {
     // What the engine cannot evaluate is a 422 naming the construct.
     let (st, v) = get(
         &f.app,
-        &format!("/api/v1/query?query={}&time=1100", enc("info(up)")),
+        &format!("/api/v1/query?query={}&time=1100", enc("start_timestamp(up)")),
     )
     .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
@@ -410,15 +410,14 @@ async fn bad_queries_are_bad_data_with_prometheus_wording() {
         ("up{", "parse error: unexpected end of input inside braces"),
     ];
     for (q, want) in cases {
-        let (st, v) = get(
-            &f.app,
-            &format!("/api/v1/query?query={}&time=1100", enc(q)),
-        )
-        .await;
+        let (st, v) = get(&f.app, &format!("/api/v1/query?query={}&time=1100", enc(q))).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{q}: {v}");
         assert_eq!(v["errorType"], "bad_data", "{q}: {v}");
         let msg = v["error"].as_str().unwrap();
-        assert!(msg.starts_with("invalid parameter \"query\": "), "{q}: {msg}");
+        assert!(
+            msg.starts_with("invalid parameter \"query\": "),
+            "{q}: {msg}"
+        );
         assert!(msg.contains(want), "{q}: {msg}");
     }
     // Range parameters.
@@ -430,10 +429,18 @@ async fn bad_queries_are_bad_data_with_prometheus_wording() {
     };
     let (st, v) = get(&f.app, &range("up", "2000", "1000", "60")).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("end timestamp must not be before start time"));
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("end timestamp must not be before start time")
+    );
     let (st, v) = get(&f.app, &range("up", "0", "100000", "1")).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("11,000 points"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("11,000 points"),
+        "{v}"
+    );
     let (st, v) = get(&f.app, &range("up", "0", "100", "0")).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
     assert!(v["error"].as_str().unwrap().contains("step"), "{v}");
