@@ -372,7 +372,10 @@ async fn promql_operators_functions_and_annotations() {
     // What the engine cannot evaluate is a 422 naming the construct.
     let (st, v) = get(
         &f.app,
-        &format!("/api/v1/query?query={}&time=1100", enc("start_timestamp(up)")),
+        &format!(
+            "/api/v1/query?query={}&time=1100",
+            enc("start_timestamp(up)")
+        ),
     )
     .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
