@@ -562,46 +562,29 @@ fn group_key_opt(labels: &LabelMap, g: Option<&Grouping>) -> LabelMap {
     }
 }
 
+/// The φ-quantile, as PromQL computes it.
 fn quantile(q: f64, vals: &mut [f64]) -> f64 {
-    if vals.is_empty() {
-        return f64::NAN;
-    }
-    if q < 0.0 {
-        return f64::NEG_INFINITY;
-    }
-    if q > 1.0 {
-        return f64::INFINITY;
-    }
-    vals.sort_by(f64::total_cmp);
-    let rank = q * (vals.len() - 1) as f64;
-    let lo = rank.floor() as usize;
-    let hi = rank.ceil() as usize;
-    let w = rank - lo as f64;
-    let a = vals.get(lo).copied().unwrap_or(f64::NAN);
-    let b = vals.get(hi).copied().unwrap_or(a);
-    a + (b - a) * w
+    crate::promql::numeric::quantile(q, vals)
+}
+
+/// One PromQL aggregation kernel over values (see `promql::aggregate::reduce`).
+fn reduce(op: &str, xs: impl IntoIterator<Item = f64>) -> f64 {
+    crate::promql::aggregate::reduce(op, xs).unwrap_or(f64::NAN)
 }
 
 fn range_value(func: RangeFn, param: Option<f64>, w: &[(i64, f64)], range_s: f64) -> f64 {
     let n = w.len() as f64;
-    let sum: f64 = w.iter().map(|p| p.1).sum();
+    let vals = || w.iter().map(|p| p.1);
     match func {
         RangeFn::Count => n,
         RangeFn::Rate => n / range_s,
-        RangeFn::Bytes | RangeFn::Sum => sum,
-        RangeFn::BytesRate => sum / range_s,
-        RangeFn::Avg => sum / n,
-        RangeFn::Min => w.iter().map(|p| p.1).fold(f64::INFINITY, f64::min),
-        RangeFn::Max => w.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max),
-        RangeFn::Stdvar | RangeFn::Stddev => {
-            let mean = sum / n;
-            let var = w.iter().map(|p| (p.1 - mean).powi(2)).sum::<f64>() / n;
-            if func == RangeFn::Stddev {
-                var.sqrt()
-            } else {
-                var
-            }
-        }
+        RangeFn::Bytes | RangeFn::Sum => reduce("sum", vals()),
+        RangeFn::BytesRate => reduce("sum", vals()) / range_s,
+        RangeFn::Avg => reduce("avg", vals()),
+        RangeFn::Min => reduce("min", vals()),
+        RangeFn::Max => reduce("max", vals()),
+        RangeFn::Stdvar => reduce("stdvar", vals()),
+        RangeFn::Stddev => reduce("stddev", vals()),
         RangeFn::Quantile => {
             let mut v: Vec<f64> = w.iter().map(|p| p.1).collect();
             quantile(param.unwrap_or(0.5), &mut v)
@@ -678,21 +661,17 @@ fn aggregate(
             if xs.is_empty() {
                 continue;
             }
-            let c = xs.len() as f64;
-            let sum: f64 = xs.iter().sum();
-            *slot = Some(match op {
-                AggOp::Sum => sum,
-                AggOp::Avg => sum / c,
-                AggOp::Min => xs.iter().copied().fold(f64::INFINITY, f64::min),
-                AggOp::Max => xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-                AggOp::Count => c,
-                AggOp::Stdvar | AggOp::Stddev => {
-                    let mean = sum / c;
-                    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / c;
-                    if op == AggOp::Stddev { var.sqrt() } else { var }
-                }
-                AggOp::Topk | AggOp::Bottomk => f64::NAN,
-            });
+            let name = match op {
+                AggOp::Sum => "sum",
+                AggOp::Avg => "avg",
+                AggOp::Min => "min",
+                AggOp::Max => "max",
+                AggOp::Count => "count",
+                AggOp::Stdvar => "stdvar",
+                AggOp::Stddev => "stddev",
+                AggOp::Topk | AggOp::Bottomk => "",
+            };
+            *slot = Some(reduce(name, xs.iter().copied()));
         }
         out.push((key, vals));
     }

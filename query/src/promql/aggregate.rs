@@ -397,6 +397,33 @@ fn group(input: &[Series], m: Option<&LabelModifier>) -> (Vec<Vec<usize>>, Vec<L
     (groups, keys)
 }
 
+/// Reduces the values of one group at one step with PromQL's aggregation kernels: `sum`
+/// compensated, `avg` an overflow-safe mean, `min`/`max` with Prometheus's NaN handling,
+/// `count`, `group`, `stddev`/`stdvar` (Welford). `None` for an empty group or another
+/// operator. LogQL's vector aggregations and `*_over_time` functions use it too, so both
+/// languages aggregate identically.
+pub(crate) fn reduce(op_name: &str, xs: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let op = parse_agg(op_name).ok()?;
+    if !matches!(
+        op,
+        Agg::Sum
+            | Agg::Avg
+            | Agg::Min
+            | Agg::Max
+            | Agg::Count
+            | Agg::Group
+            | Agg::Stddev
+            | Agg::Stdvar
+    ) {
+        return None;
+    }
+    let mut acc = Acc::default();
+    for x in xs {
+        fold(op, &mut acc, x);
+    }
+    acc.seen.then(|| finish(op, &acc))
+}
+
 fn fold(op: Agg, acc: &mut Acc, v: f64) {
     let first = !acc.seen;
     acc.seen = true;

@@ -11,7 +11,7 @@
 //! that drop the metric name only flag the series; names are removed (and duplicate label sets
 //! reported) when the result leaves the evaluator, so `label_replace` can still read them.
 
-mod aggregate;
+pub(crate) mod aggregate;
 mod binary;
 mod functions;
 pub(crate) mod numeric;
