@@ -320,6 +320,52 @@ impl TenantDb {
         self.blocks.read().clone()
     }
 
+    /// Deletes the blocks that lie entirely before `newest - retention_ms`, where `newest` is
+    /// the newest sample of the tenant (in the head or a block) — as Prometheus measures
+    /// retention, so a tenant that stops receiving data keeps its last `retention_ms`. Only
+    /// whole blocks are deleted: a block is kept while any of its samples is inside the
+    /// retention. A block is first unlisted (new queries stop seeing it; running ones keep
+    /// their mapped copy), then its directory is removed. Returns the deleted blocks.
+    pub fn apply_retention(&self, retention_ms: i64) -> Result<Vec<BlockMeta>> {
+        if retention_ms <= 0 {
+            return Ok(Vec::new());
+        }
+        let newest_block = self
+            .blocks
+            .read()
+            .iter()
+            .map(|b| b.meta().max_time)
+            .max()
+            .unwrap_or(i64::MIN);
+        let newest = newest_block.max(self.head.max_time());
+        if newest == i64::MIN {
+            return Ok(Vec::new());
+        }
+        let cutoff = newest.saturating_sub(retention_ms);
+        let expired: Vec<Arc<Block>> = {
+            let mut blocks = self.blocks.write();
+            let (old, keep): (Vec<Arc<Block>>, Vec<Arc<Block>>) =
+                blocks.drain(..).partition(|b| b.meta().max_time < cutoff);
+            *blocks = keep;
+            old
+        };
+        let mut out = Vec::with_capacity(expired.len());
+        for b in expired {
+            std::fs::remove_dir_all(b.dir())
+                .map_err(|e| Error::io("removing an expired block", b.dir(), e))?;
+            tracing::info!(
+                tenant = %self.id,
+                block = %b.meta().id,
+                min_time = b.meta().min_time,
+                max_time = b.meta().max_time,
+                cutoff,
+                "deleted a block past retention"
+            );
+            out.push(b.meta().clone());
+        }
+        Ok(out)
+    }
+
     /// Appends a batch. Returns once the accepted samples are durable per the sync mode.
     /// Rejected samples do not fail the call; they are reported.
     pub fn append(&self, batch: &[AppendSeries<'_>]) -> Result<AppendReport> {
@@ -962,6 +1008,24 @@ impl Engine {
         first_err.map_or(Ok(()), Err)
     }
 
+    /// Applies the retention to every tenant (see [`TenantDb::apply_retention`]). Errors are
+    /// logged per tenant and the first one returned; returns the number of deleted blocks.
+    pub fn apply_retention(&self, retention_ms: i64) -> Result<usize> {
+        let tenants: Vec<Arc<TenantDb>> = self.tenants.read().values().cloned().collect();
+        let mut first_err = None;
+        let mut deleted = 0;
+        for t in tenants {
+            match t.apply_retention(retention_ms) {
+                Ok(d) => deleted += d.len(),
+                Err(e) => {
+                    tracing::error!(tenant = %t.id(), error = %e, "applying retention failed");
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        first_err.map_or(Ok(deleted), Err)
+    }
+
     /// Syncs every tenant's WAL (graceful shutdown).
     pub fn close(&self) -> Result<()> {
         let tenants: Vec<Arc<TenantDb>> = self.tenants.read().values().cloned().collect();
@@ -1029,6 +1093,35 @@ mod tests {
                 (s.labels().clone(), samples)
             })
             .collect()
+    }
+
+    #[test]
+    fn retention_deletes_whole_expired_blocks_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, _) = Engine::open(opts(dir.path())).unwrap();
+        // 5 hours of data in 1 h blocks, newest sample at 5 h - 15 s.
+        write(&engine, 3, 0, 5 * 3_600_000, 15_000);
+        let db = engine.tenant(DEFAULT_TENANT).unwrap();
+        db.persist_all().unwrap();
+        assert_eq!(db.block_metas().len(), 5);
+        // Keep 2.5 h: blocks ending before 4:59:45 - 2:30 = 2:29:45 go (the first two); the
+        // third (2 h – 3 h) still holds samples inside the retention and stays whole.
+        let deleted = engine.apply_retention(9_000_000).unwrap();
+        assert_eq!(deleted, 2);
+        let metas = db.block_metas();
+        assert_eq!(metas.len(), 3);
+        assert_eq!(metas[0].min_time, 7_200_000);
+        let all = read_all(&engine, DEFAULT_TENANT);
+        assert_eq!(all[0].1.first().map(|s| s.0), Some(7_200_000));
+        // The directories are gone, and a reopened engine loads only what is left.
+        let dirs = std::fs::read_dir(db.dir()).unwrap().count();
+        drop(db);
+        drop(engine);
+        let (engine, reports) = Engine::open(opts(dir.path())).unwrap();
+        assert_eq!(reports[0].blocks, 3, "{dirs} entries");
+        // No-op when nothing is expired, and a non-positive retention keeps everything.
+        assert_eq!(engine.apply_retention(9_000_000).unwrap(), 0);
+        assert_eq!(engine.apply_retention(0).unwrap(), 0);
     }
 
     #[test]

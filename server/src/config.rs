@@ -142,6 +142,9 @@ pub struct StorageConfig {
     pub maintenance_interval: String,
     /// Exemplars kept in memory per tenant (circular buffer; 0 disables). Default: 100000.
     pub max_exemplars: usize,
+    /// How long metric blocks are kept, measured back from each tenant's newest sample; whole
+    /// blocks only; `0s` keeps everything. Default: `30d`.
+    pub retention: String,
 }
 
 impl Default for StorageConfig {
@@ -153,6 +156,7 @@ impl Default for StorageConfig {
             block_chunk_samples: 7200,
             maintenance_interval: "1m".into(),
             max_exemplars: 100_000,
+            retention: "30d".into(),
         }
     }
 }
@@ -390,6 +394,19 @@ impl Config {
         })
     }
 
+    /// The metrics retention in ms (0: keep everything).
+    pub fn metrics_retention_ms(&self) -> Result<i64, ConfigError> {
+        let d =
+            parse_duration(&self.storage.retention).map_err(|m| invalid("storage.retention", m))?;
+        if !d.is_zero() && d < Duration::from_secs(3600) {
+            return Err(invalid(
+                "storage.retention",
+                "must be 0s (keep everything) or at least 1h",
+            ));
+        }
+        Ok(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+
     /// The maintenance interval.
     pub fn maintenance_interval(&self) -> Result<Duration, ConfigError> {
         let d = parse_duration(&self.storage.maintenance_interval)
@@ -452,6 +469,12 @@ mod tests {
         assert_eq!(o.head.ooo_window_ms, 600_000);
         assert_eq!(o.wal_segment_size, 128 << 20);
         assert!(matches!(o.wal_sync, SyncMode::EveryBatch));
+        assert_eq!(c.metrics_retention_ms().unwrap(), 30 * 86_400_000);
+        let c = Config::parse("[storage]\nretention = \"0s\"\n", Path::new("x.toml")).unwrap();
+        assert_eq!(c.metrics_retention_ms().unwrap(), 0);
+        let c = Config::parse("[storage]\nretention = \"10m\"\n", Path::new("x.toml")).unwrap();
+        let e = c.metrics_retention_ms().unwrap_err().to_string();
+        assert!(e.contains("storage.retention"), "{e}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! Opens the data directory (removing blocks left incomplete by a crash, loading blocks,
 //! replaying each tenant's WAL into its head), runs background maintenance (cutting blocks from
-//! the head) and shuts down cleanly on SIGINT/SIGTERM: maintenance stops, every WAL is synced,
+//! the head, deleting blocks past the retention) and shuts down cleanly on SIGINT/SIGTERM: maintenance stops, every WAL is synced,
 //! then the process exits.
 
 use std::path::PathBuf;
@@ -183,6 +183,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| PathBuf::from("./data"));
     let opts = cfg.engine_options(data_dir.clone())?;
     let interval = cfg.maintenance_interval()?;
+    let retention_ms = cfg.metrics_retention_ms()?;
     let server_opts = cfg.server_options(&data_dir)?;
     let http_addr: std::net::SocketAddr = cfg
         .server
@@ -266,7 +267,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "storage ready"
         );
-        run(engine.clone(), state, listener, otlp, interval, shutdown).await
+        let maintenance = Maintenance {
+            interval,
+            retention_ms,
+        };
+        run(engine.clone(), state, listener, otlp, maintenance, shutdown).await
     })?;
     runtime.shutdown_timeout(Duration::from_secs(10));
     engine.close()?;
@@ -276,14 +281,26 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the background maintenance does and how often.
+struct Maintenance {
+    /// How often it runs.
+    interval: Duration,
+    /// Metrics retention (ms); 0 keeps everything.
+    retention_ms: i64,
+}
+
 async fn run(
     engine: Arc<Engine>,
     state: AppState,
     listener: tokio::net::TcpListener,
     otlp: OtlpListeners,
-    interval: Duration,
+    maintenance: Maintenance,
     shutdown: ShutdownSignal,
 ) -> anyhow::Result<()> {
+    let Maintenance {
+        interval,
+        retention_ms,
+    } = maintenance;
     // One signal, broadcast to every listener.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -338,8 +355,12 @@ async fn run(
         loop {
             tick.tick().await;
             let e = maint_engine.clone();
-            // Errors are logged inside `maintain`; the loop keeps running.
-            let _ = tokio::task::spawn_blocking(move || e.maintain()).await;
+            // Errors are logged inside `maintain` and `apply_retention`; the loop keeps running.
+            let _ = tokio::task::spawn_blocking(move || {
+                let _ = e.maintain();
+                e.apply_retention(retention_ms)
+            })
+            .await;
         }
     });
     let app = router(state.clone());
