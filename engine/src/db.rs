@@ -320,6 +320,56 @@ impl TenantDb {
         self.blocks.read().clone()
     }
 
+    /// Deletes the oldest blocks while the tenant's blocks take more than `max_bytes` on disk
+    /// (0: no limit). Returns the deleted blocks.
+    pub fn apply_size_limit(&self, max_bytes: u64) -> Result<Vec<BlockMeta>> {
+        if max_bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let blocks = self.blocks();
+        let sizes: Vec<u64> = blocks.iter().map(|b| dir_size(b.dir())).collect();
+        let mut total: u64 = sizes.iter().sum();
+        let mut expired = Vec::new();
+        for (b, size) in blocks.iter().zip(&sizes) {
+            if total <= max_bytes {
+                break;
+            }
+            total = total.saturating_sub(*size);
+            expired.push(b.meta().id.clone());
+        }
+        self.delete_blocks(|b| expired.contains(&b.meta().id), "size limit")
+    }
+
+    /// Unlists the blocks `pred` selects, then removes their directories.
+    fn delete_blocks(
+        &self,
+        pred: impl Fn(&Block) -> bool,
+        reason: &'static str,
+    ) -> Result<Vec<BlockMeta>> {
+        let expired: Vec<Arc<Block>> = {
+            let mut blocks = self.blocks.write();
+            let (old, keep): (Vec<Arc<Block>>, Vec<Arc<Block>>) =
+                blocks.drain(..).partition(|b| pred(b));
+            *blocks = keep;
+            old
+        };
+        let mut out = Vec::with_capacity(expired.len());
+        for b in expired {
+            std::fs::remove_dir_all(b.dir())
+                .map_err(|e| Error::io("removing an expired block", b.dir(), e))?;
+            tracing::info!(
+                tenant = %self.id,
+                block = %b.meta().id,
+                min_time = b.meta().min_time,
+                max_time = b.meta().max_time,
+                reason,
+                "deleted a block"
+            );
+            out.push(b.meta().clone());
+        }
+        Ok(out)
+    }
+
     /// Deletes the blocks that lie entirely before `newest - retention_ms`, where `newest` is
     /// the newest sample of the tenant (in the head or a block) — as Prometheus measures
     /// retention, so a tenant that stops receiving data keeps its last `retention_ms`. Only
@@ -342,28 +392,7 @@ impl TenantDb {
             return Ok(Vec::new());
         }
         let cutoff = newest.saturating_sub(retention_ms);
-        let expired: Vec<Arc<Block>> = {
-            let mut blocks = self.blocks.write();
-            let (old, keep): (Vec<Arc<Block>>, Vec<Arc<Block>>) =
-                blocks.drain(..).partition(|b| b.meta().max_time < cutoff);
-            *blocks = keep;
-            old
-        };
-        let mut out = Vec::with_capacity(expired.len());
-        for b in expired {
-            std::fs::remove_dir_all(b.dir())
-                .map_err(|e| Error::io("removing an expired block", b.dir(), e))?;
-            tracing::info!(
-                tenant = %self.id,
-                block = %b.meta().id,
-                min_time = b.meta().min_time,
-                max_time = b.meta().max_time,
-                cutoff,
-                "deleted a block past retention"
-            );
-            out.push(b.meta().clone());
-        }
-        Ok(out)
+        self.delete_blocks(|b| b.meta().max_time < cutoff, "retention")
     }
 
     /// Appends a batch. Returns once the accepted samples are durable per the sync mode.
@@ -1011,11 +1040,21 @@ impl Engine {
     /// Applies the retention to every tenant (see [`TenantDb::apply_retention`]). Errors are
     /// logged per tenant and the first one returned; returns the number of deleted blocks.
     pub fn apply_retention(&self, retention_ms: i64) -> Result<usize> {
+        self.apply_retention_and_size(retention_ms, 0)
+    }
+
+    /// Applies the time retention and then the per-tenant size limit (0: none) to every
+    /// tenant. Returns the number of deleted blocks.
+    pub fn apply_retention_and_size(&self, retention_ms: i64, max_bytes: u64) -> Result<usize> {
         let tenants: Vec<Arc<TenantDb>> = self.tenants.read().values().cloned().collect();
         let mut first_err = None;
         let mut deleted = 0;
         for t in tenants {
-            match t.apply_retention(retention_ms) {
+            let r = t.apply_retention(retention_ms).and_then(|mut d| {
+                d.extend(t.apply_size_limit(max_bytes)?);
+                Ok(d)
+            });
+            match r {
                 Ok(d) => deleted += d.len(),
                 Err(e) => {
                     tracing::error!(tenant = %t.id(), error = %e, "applying retention failed");
@@ -1034,6 +1073,18 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Bytes of the files in a block directory (not recursive: blocks are flat).
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -1122,6 +1173,15 @@ mod tests {
         // No-op when nothing is expired, and a non-positive retention keeps everything.
         assert_eq!(engine.apply_retention(9_000_000).unwrap(), 0);
         assert_eq!(engine.apply_retention(0).unwrap(), 0);
+        // A size limit below the total deletes oldest first until the rest fits.
+        let db = engine.tenant(DEFAULT_TENANT).unwrap();
+        let sizes: Vec<u64> = db.blocks().iter().map(|b| dir_size(b.dir())).collect();
+        let limit = sizes[1] + sizes[2];
+        assert_eq!(engine.apply_retention_and_size(0, limit).unwrap(), 1);
+        let metas = db.block_metas();
+        assert_eq!(metas.len(), 2);
+        assert_eq!(metas[0].min_time, 3 * 3_600_000);
+        assert_eq!(engine.apply_retention_and_size(0, 0).unwrap(), 0);
     }
 
     #[test]

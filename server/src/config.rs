@@ -145,6 +145,9 @@ pub struct StorageConfig {
     /// How long metric blocks are kept, measured back from each tenant's newest sample; whole
     /// blocks only; `0s` keeps everything. Default: `30d`.
     pub retention: String,
+    /// Most bytes of metric blocks kept per tenant; the oldest blocks go first. `0`: no limit.
+    /// Default: `0`.
+    pub retention_size: String,
 }
 
 impl Default for StorageConfig {
@@ -157,6 +160,7 @@ impl Default for StorageConfig {
             maintenance_interval: "1m".into(),
             max_exemplars: 100_000,
             retention: "30d".into(),
+            retention_size: "0".into(),
         }
     }
 }
@@ -407,6 +411,11 @@ impl Config {
         Ok(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
     }
 
+    /// The per-tenant size limit of metric blocks in bytes (0: none).
+    pub fn metrics_retention_size(&self) -> Result<u64, ConfigError> {
+        parse_size(&self.storage.retention_size).map_err(|m| invalid("storage.retention_size", m))
+    }
+
     /// The maintenance interval.
     pub fn maintenance_interval(&self) -> Result<Duration, ConfigError> {
         let d = parse_duration(&self.storage.maintenance_interval)
@@ -470,6 +479,7 @@ mod tests {
         assert_eq!(o.wal_segment_size, 128 << 20);
         assert!(matches!(o.wal_sync, SyncMode::EveryBatch));
         assert_eq!(c.metrics_retention_ms().unwrap(), 30 * 86_400_000);
+        assert_eq!(c.metrics_retention_size().unwrap(), 0);
         let c = Config::parse("[storage]\nretention = \"0s\"\n", Path::new("x.toml")).unwrap();
         assert_eq!(c.metrics_retention_ms().unwrap(), 0);
         let c = Config::parse("[storage]\nretention = \"10m\"\n", Path::new("x.toml")).unwrap();

@@ -184,6 +184,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let opts = cfg.engine_options(data_dir.clone())?;
     let interval = cfg.maintenance_interval()?;
     let retention_ms = cfg.metrics_retention_ms()?;
+    let retention_bytes = cfg.metrics_retention_size()?;
     let server_opts = cfg.server_options(&data_dir)?;
     let http_addr: std::net::SocketAddr = cfg
         .server
@@ -270,6 +271,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let maintenance = Maintenance {
             interval,
             retention_ms,
+            retention_bytes,
         };
         run(engine.clone(), state, listener, otlp, maintenance, shutdown).await
     })?;
@@ -287,6 +289,8 @@ struct Maintenance {
     interval: Duration,
     /// Metrics retention (ms); 0 keeps everything.
     retention_ms: i64,
+    /// Per-tenant size limit of metric blocks (bytes); 0: none.
+    retention_bytes: u64,
 }
 
 async fn run(
@@ -300,6 +304,7 @@ async fn run(
     let Maintenance {
         interval,
         retention_ms,
+        retention_bytes,
     } = maintenance;
     // One signal, broadcast to every listener.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -358,7 +363,7 @@ async fn run(
             // Errors are logged inside `maintain` and `apply_retention`; the loop keeps running.
             let _ = tokio::task::spawn_blocking(move || {
                 let _ = e.maintain();
-                e.apply_retention(retention_ms)
+                e.apply_retention_and_size(retention_ms, retention_bytes)
             })
             .await;
         }
