@@ -320,6 +320,54 @@ impl TenantDb {
         self.blocks.read().clone()
     }
 
+    /// Writes a snapshot of the tenant into `dest`: every block hard-linked (copied where
+    /// linking fails, e.g. across file systems) and, with `with_head`, the head's samples as
+    /// one more block. The live tenant is not changed. Returns the number of blocks written.
+    pub fn snapshot(&self, dest: &Path, with_head: bool) -> Result<usize> {
+        std::fs::create_dir_all(dest)
+            .map_err(|e| Error::io("creating the snapshot directory", dest, e))?;
+        let mut n = 0;
+        for b in self.blocks() {
+            link_tree(b.dir(), &dest.join(&b.meta().id))?;
+            n += 1;
+        }
+        if with_head {
+            let (lo, hi) = (self.head.min_time(), self.head.max_time());
+            if lo <= hi {
+                let refs = self.head.all_postings();
+                let sorted = self.head.sorted_refs(&refs);
+                let mut writer = BlockWriter::create(dest, lo, hi, 1, Vec::new())?;
+                let chunk_samples = self.opts.block_chunk_samples.max(1);
+                let mut wrote_any = false;
+                for (labels, r) in &sorted {
+                    let samples = self.head.samples_in_range(*r, lo, hi.saturating_add(1))?;
+                    if samples.is_empty() {
+                        continue;
+                    }
+                    let encoded: Vec<(i64, i64, u32, u8, Vec<u8>)> = samples
+                        .chunks(chunk_samples)
+                        .filter_map(|c| {
+                            let (first, last) = (c.first()?, c.last()?);
+                            let (enc, bytes) = chunk::encode_best(c);
+                            Some((first.0, last.0, c.len() as u32, enc.as_u8(), bytes))
+                        })
+                        .collect();
+                    let refs: Vec<(i64, i64, u32, u8, &[u8])> = encoded
+                        .iter()
+                        .map(|(a, b, n, e, d)| (*a, *b, *n, *e, d.as_slice()))
+                        .collect();
+                    writer.add_series(labels, &refs)?;
+                    wrote_any = true;
+                }
+                if wrote_any {
+                    writer.finish()?;
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
     /// Deletes the oldest blocks while the tenant's blocks take more than `max_bytes` on disk
     /// (0: no limit). Returns the deleted blocks.
     pub fn apply_size_limit(&self, max_bytes: u64) -> Result<Vec<BlockMeta>> {
@@ -1037,6 +1085,21 @@ impl Engine {
         first_err.map_or(Ok(()), Err)
     }
 
+    /// Snapshots every tenant into `<data>/snapshots/<name>/tenants/<tenant>/metrics/` (see
+    /// [`TenantDb::snapshot`]) and returns the snapshot's name (a new, time-sortable id).
+    pub fn snapshot(&self, with_head: bool) -> Result<String> {
+        let name = crate::block::new_block_id();
+        let root = self.opts.data_dir.join("snapshots").join(&name);
+        let tenants: Vec<Arc<TenantDb>> = self.tenants.read().values().cloned().collect();
+        for t in tenants {
+            let dest = root.join("tenants").join(t.id()).join("metrics");
+            t.snapshot(&dest, with_head)?;
+        }
+        std::fs::create_dir_all(&root)
+            .map_err(|e| Error::io("creating the snapshot directory", &root, e))?;
+        Ok(name)
+    }
+
     /// Applies the retention to every tenant (see [`TenantDb::apply_retention`]). Errors are
     /// logged per tenant and the first one returned; returns the number of deleted blocks.
     pub fn apply_retention(&self, retention_ms: i64) -> Result<usize> {
@@ -1075,16 +1138,42 @@ impl Engine {
     }
 }
 
-/// Bytes of the files in a block directory (not recursive: blocks are flat).
+/// Bytes of the files under a directory.
 fn dir_size(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok()?.metadata().ok())
-                .filter(|m| m.is_file())
-                .map(|m| m.len())
-                .sum()
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.filter_map(|e| e.ok())
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
         })
-        .unwrap_or(0)
+        .sum()
+}
+
+/// Recreates the directory tree `from` at `to`, hard-linking every file (copying where a link
+/// is not possible, e.g. across file systems).
+fn link_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).map_err(|e| Error::io("creating a snapshot directory", to, e))?;
+    let entries = std::fs::read_dir(from)
+        .map_err(|e| Error::io("listing a directory to snapshot", from, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("listing a directory to snapshot", from, e))?;
+        let path = entry.path();
+        let target = to.join(entry.file_name());
+        let is_dir = entry
+            .file_type()
+            .map_err(|e| Error::io("reading a file type", &path, e))?
+            .is_dir();
+        if is_dir {
+            link_tree(&path, &target)?;
+        } else if std::fs::hard_link(&path, &target).is_err() {
+            std::fs::copy(&path, &target)
+                .map_err(|e| Error::io("copying a file into a snapshot", &target, e))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1182,6 +1271,29 @@ mod tests {
         assert_eq!(metas.len(), 2);
         assert_eq!(metas[0].min_time, 3 * 3_600_000);
         assert_eq!(engine.apply_retention_and_size(0, 0).unwrap(), 0);
+    }
+
+    #[test]
+    fn snapshot_is_a_data_directory_with_every_sample() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, _) = Engine::open(opts(dir.path())).unwrap();
+        write(&engine, 3, 0, 3 * 3_600_000, 15_000);
+        let db = engine.tenant(DEFAULT_TENANT).unwrap();
+        db.cut_due_blocks().unwrap();
+        assert!(!db.block_metas().is_empty());
+        assert!(db.head().max_time() >= 0, "some data still in the head");
+        let before = read_all(&engine, DEFAULT_TENANT);
+        let name = engine.snapshot(true).unwrap();
+        // The live tenant is unchanged.
+        assert_eq!(read_all(&engine, DEFAULT_TENANT), before);
+        let snap = dir.path().join("snapshots").join(&name);
+        let (copy, _) = Engine::open(opts(&snap)).unwrap();
+        assert_eq!(read_all(&copy, DEFAULT_TENANT), before);
+        // Without the head only the blocks are there.
+        let name = engine.snapshot(false).unwrap();
+        let (copy, _) = Engine::open(opts(&dir.path().join("snapshots").join(&name))).unwrap();
+        let blocks_only = read_all(&copy, DEFAULT_TENANT);
+        assert!(blocks_only[0].1.len() < before[0].1.len());
     }
 
     #[test]

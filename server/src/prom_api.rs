@@ -47,6 +47,10 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/v1/status/tsdb", get(tsdb_status))
         .route("/api/v1/format_query", get(format_query).post(format_query))
+        .route(
+            "/api/v1/admin/tsdb/snapshot",
+            axum::routing::post(snapshot).put(snapshot),
+        )
 }
 
 fn now_ms() -> i64 {
@@ -670,6 +674,35 @@ async fn tsdb_status(
         }),
     };
     Ok(success(data, &[]))
+}
+
+/// `POST /api/v1/admin/tsdb/snapshot[?skip_head=true]`: hard-links every tenant's blocks (and,
+/// unless `skip_head`, writes the head as a block) under `<data>/snapshots/<name>/`, which is
+/// itself a valid data directory. Logged with the requesting tenant and the parameters.
+async fn snapshot(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    p: Params,
+) -> Result<Response, ApiError> {
+    let requester = tenant(&headers)?;
+    let skip_head = match p.get("skip_head") {
+        None | Some("") | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(other) => {
+            return Err(ApiError::bad_data(format!(
+                "invalid parameter \"skip_head\": {other:?} is not a boolean"
+            )));
+        }
+    };
+    let engine = state.engine.clone();
+    let name = run_blocking(DEFAULT_TIMEOUT, move || {
+        engine
+            .snapshot(!skip_head)
+            .map_err(|e| ApiError::internal(format!("creating snapshot: {e}")))
+    })
+    .await?;
+    tracing::info!(tenant = %requester, skip_head, snapshot = %name, "admin: snapshot created");
+    Ok(success(json!({ "name": name }), &[]))
 }
 
 async fn format_query(p: Params) -> Result<Response, ApiError> {

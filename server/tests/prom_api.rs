@@ -459,3 +459,34 @@ async fn bad_queries_are_bad_data_with_prometheus_wording() {
     .await;
     assert_eq!(st, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn admin_snapshot_writes_a_data_directory() {
+    let f = fixture();
+    let req = Request::post("/api/v1/admin/tsdb/snapshot")
+        .body(Body::empty())
+        .unwrap();
+    let (st, v) = call(&f.app, req).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let name = v["data"]["name"].as_str().unwrap().to_string();
+    let snap = f._dir.path().join("snapshots").join(&name);
+    // The snapshot opens as a data directory holding the head's samples as a block.
+    let (copy, _) = Engine::open(EngineOptions {
+        data_dir: snap,
+        ..EngineOptions::default()
+    })
+    .unwrap();
+    let q = copy.querier("anonymous").unwrap();
+    let m = [strata_engine::Matcher::equal("__name__", "up")];
+    let s = q
+        .select(&m, 0, i64::MAX, &strata_engine::SelectHints::default())
+        .unwrap();
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].samples(0, i64::MAX).unwrap().len(), 10);
+    // A bad flag is bad_data.
+    let req = Request::post("/api/v1/admin/tsdb/snapshot?skip_head=maybe")
+        .body(Body::empty())
+        .unwrap();
+    let (st, v) = call(&f.app, req).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+}
