@@ -320,6 +320,72 @@ impl TenantDb {
         self.blocks.read().clone()
     }
 
+    /// Writes historical samples directly as blocks (backfill), one block per aligned block
+    /// range, and publishes them. `series` must hold each series' samples sorted by time
+    /// without duplicates. The head and WAL are not touched; blocks may overlap existing ones
+    /// (queries merge them). Returns the new blocks.
+    pub fn import(
+        &self,
+        series: &std::collections::BTreeMap<Labels, Vec<(i64, f64)>>,
+    ) -> Result<Vec<BlockMeta>> {
+        let _cut = self.cut_lock.lock();
+        let range = self.opts.head.block_range_ms.max(1);
+        let chunk_samples = self.opts.block_chunk_samples.max(1);
+        let mut ranges: Vec<i64> = series
+            .values()
+            .flat_map(|v| v.iter().map(|s| align_down(s.0, range)))
+            .collect();
+        ranges.sort_unstable();
+        ranges.dedup();
+        let mut out = Vec::new();
+        for lo in ranges {
+            let hi = lo.saturating_add(range);
+            let mut writer =
+                BlockWriter::create(&self.dir, lo, hi.saturating_sub(1), 1, Vec::new())?;
+            let mut wrote_any = false;
+            for (labels, samples) in series {
+                let from = samples.partition_point(|s| s.0 < lo);
+                let to = samples.partition_point(|s| s.0 < hi);
+                let Some(part) = samples.get(from..to).filter(|p| !p.is_empty()) else {
+                    continue;
+                };
+                let encoded: Vec<(i64, i64, u32, u8, Vec<u8>)> = part
+                    .chunks(chunk_samples)
+                    .filter_map(|c| {
+                        let (first, last) = (c.first()?, c.last()?);
+                        let (enc, bytes) = chunk::encode_best(c);
+                        Some((first.0, last.0, c.len() as u32, enc.as_u8(), bytes))
+                    })
+                    .collect();
+                let refs: Vec<(i64, i64, u32, u8, &[u8])> = encoded
+                    .iter()
+                    .map(|(a, b, n, e, d)| (*a, *b, *n, *e, d.as_slice()))
+                    .collect();
+                writer.add_series(labels, &refs)?;
+                wrote_any = true;
+            }
+            if !wrote_any {
+                continue;
+            }
+            let (meta, path) = writer.finish()?;
+            let block = Arc::new(Block::open(&path)?);
+            tracing::info!(
+                tenant = %self.id,
+                block = %meta.id,
+                min_time = meta.min_time,
+                max_time = meta.max_time,
+                series = meta.stats.num_series,
+                samples = meta.stats.num_samples,
+                "imported block"
+            );
+            let mut blocks = self.blocks.write();
+            blocks.push(block);
+            blocks.sort_by_key(|b| (b.meta().min_time, b.meta().max_time));
+            out.push(meta);
+        }
+        Ok(out)
+    }
+
     /// Writes a snapshot of the tenant into `dest`: every block hard-linked (copied where
     /// linking fails, e.g. across file systems) and, with `with_head`, the head's samples as
     /// one more block. The live tenant is not changed. Returns the number of blocks written.
@@ -1294,6 +1360,29 @@ mod tests {
         let (copy, _) = Engine::open(opts(&dir.path().join("snapshots").join(&name))).unwrap();
         let blocks_only = read_all(&copy, DEFAULT_TENANT);
         assert!(blocks_only[0].1.len() < before[0].1.len());
+    }
+
+    #[test]
+    fn import_writes_aligned_blocks_queries_see() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, _) = Engine::open(opts(dir.path())).unwrap();
+        let mut series = std::collections::BTreeMap::new();
+        for i in 0..3 {
+            let samples: Vec<(i64, f64)> = (0..200).map(|k| (k * 60_000, (k + i) as f64)).collect();
+            series.insert(self::series(i as usize), samples);
+        }
+        let db = engine.tenant(DEFAULT_TENANT).unwrap();
+        let metas = db.import(&series).unwrap();
+        // 200 minutes in 1 h blocks: 0–1 h, 1–2 h, 2–3 h, 3–3:20.
+        assert_eq!(metas.len(), 4);
+        let all = read_all(&engine, DEFAULT_TENANT);
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0].1.len(), 200);
+        drop(db);
+        drop(engine);
+        let (engine, reports) = Engine::open(opts(dir.path())).unwrap();
+        assert_eq!(reports[0].blocks, 4);
+        assert_eq!(read_all(&engine, DEFAULT_TENANT)[2].1.len(), 200);
     }
 
     #[test]

@@ -18,6 +18,7 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod import;
 pub mod limits;
 pub mod loki;
 pub mod otlp;

@@ -36,6 +36,31 @@ enum Command {
     /// Run PromQL test scripts (Prometheus's `*.test` format) against Strata's storage and
     /// PromQL engine; prints each failing eval and ends with `N passed, M failed`.
     Promqltest(PromqltestArgs),
+    /// Backfill historical data as blocks (the server must not be running on the same data
+    /// directory).
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+/// What `strata import` reads.
+#[derive(Subcommand, Debug)]
+enum ImportCommand {
+    /// OpenMetrics text with a timestamp (seconds) on every sample, e.g.
+    /// `http_requests_total{code="200"} 1027 1700000000`.
+    Openmetrics(ImportArgs),
+}
+
+/// Arguments of `strata import openmetrics`.
+#[derive(Args, Debug)]
+struct ImportArgs {
+    /// The OpenMetrics file.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// Tenant to import into.
+    #[arg(long, default_value = strata_engine::db::DEFAULT_TENANT)]
+    tenant: String,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 /// Arguments of `strata promqltest`.
@@ -144,6 +169,16 @@ fn main() -> ExitCode {
     let args = match cli.command {
         Some(Command::Serve(a)) => a,
         Some(Command::Promqltest(a)) => return promqltest(&a),
+        Some(Command::Import(ImportCommand::Openmetrics(a))) => {
+            init_logging(a.serve.log.as_deref());
+            return match import_openmetrics(&a) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         None => cli.serve,
     };
     init_logging(args.log.as_deref());
@@ -154,6 +189,41 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `strata import openmetrics FILE`: parses the whole file, then writes its samples as blocks
+/// of the tenant (opening the data directory takes the WAL lock, so a running server on the
+/// same directory makes this fail rather than write behind its back).
+fn import_openmetrics(a: &ImportArgs) -> anyhow::Result<()> {
+    let cfg = match &a.serve.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let data_dir = a
+        .serve
+        .data_dir
+        .clone()
+        .or_else(|| cfg.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("./data"));
+    let text = std::fs::read_to_string(&a.file)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", a.file.display()))?;
+    let series = strata_server::import::parse_openmetrics(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
+    let samples: usize = series.values().map(Vec::len).sum();
+    let (engine, _) = Engine::open(cfg.engine_options(data_dir.clone())?)
+        .map_err(|e| anyhow::anyhow!("opening data directory {}: {e}", data_dir.display()))?;
+    let db = engine.tenant(&a.tenant)?;
+    let blocks = db.import(&series)?;
+    engine.close()?;
+    tracing::info!(
+        file = %a.file.display(),
+        tenant = %a.tenant,
+        series = series.len(),
+        samples,
+        blocks = blocks.len(),
+        "import finished"
+    );
+    Ok(())
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -104,3 +104,66 @@ fn promqltest_reports_and_sets_the_exit_code() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("native-histograms"), "stderr: {err}");
 }
+
+#[test]
+fn import_openmetrics_backfills_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("history.om");
+    let mut text = String::from("# TYPE old_metric gauge\n");
+    for k in 0..500 {
+        // Every minute over 500 minutes, ten days ago.
+        text.push_str(&format!(
+            "old_metric{{job=\"import\"}} {k} {}\n",
+            1_700_000_000 + k * 60
+        ));
+    }
+    text.push_str("# EOF\n");
+    std::fs::write(&file, text).unwrap();
+    let data = dir.path().join("data");
+    let out = strata()
+        .args(["import", "openmetrics"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (engine, reports) = strata_engine::Engine::open(strata_engine::EngineOptions {
+        data_dir: data.clone(),
+        ..strata_engine::EngineOptions::default()
+    })
+    .unwrap();
+    assert!(reports[0].blocks >= 4, "{reports:?}");
+    let m = [strata_engine::Matcher::equal("job", "import")];
+    let s = engine
+        .select(
+            "anonymous",
+            &m,
+            0,
+            i64::MAX,
+            &strata_engine::SelectHints::default(),
+        )
+        .unwrap();
+    let samples = s[0].samples(0, i64::MAX).unwrap();
+    assert_eq!(samples.len(), 500);
+    assert_eq!(samples[0], (1_700_000_000_000, 0.0));
+    drop(engine);
+
+    // A bad line refuses the whole file and names the line.
+    let bad = dir.path().join("bad.om");
+    std::fs::write(&bad, "up 1 1700000000\nup 2\n").unwrap();
+    let out = strata()
+        .args(["import", "openmetrics"])
+        .arg(&bad)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2: missing timestamp"), "{err}");
+}
