@@ -659,46 +659,60 @@ impl<'a> Evaluator<'a> {
     }
 }
 
-/// Maps `f` over `items` on up to `threads` scoped threads (contiguous slices, order kept).
-/// Small inputs run on the calling thread.
+/// Maps `f` over `items` on up to `threads` scoped threads, order kept. Items are handed out
+/// in small batches that idle threads claim, so one expensive stretch of series (they come
+/// sorted by labels, i.e. grouped by metric) does not leave the other threads waiting. Small
+/// inputs run on the calling thread.
 pub(crate) fn par_map<T: Send, R: Send>(
     items: Vec<T>,
     threads: usize,
     f: impl Fn(T) -> R + Sync,
 ) -> Vec<R> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     const MIN_PER_THREAD: usize = 128;
+    const BATCH: usize = 32;
     let threads = threads.min(items.len() / MIN_PER_THREAD).max(1);
     if threads == 1 {
         return items.into_iter().map(f).collect();
     }
-    let per = items.len().div_ceil(threads);
-    let mut parts: Vec<Vec<T>> = Vec::with_capacity(threads);
+    let mut batches: Vec<Mutex<Option<Vec<T>>>> = Vec::with_capacity(items.len() / BATCH + 1);
     let mut it = items.into_iter();
     loop {
-        let part: Vec<T> = it.by_ref().take(per).collect();
-        if part.is_empty() {
+        let b: Vec<T> = it.by_ref().take(BATCH).collect();
+        if b.is_empty() {
             break;
         }
-        parts.push(part);
+        batches.push(Mutex::new(Some(b)));
     }
-    let f = &f;
-    std::thread::scope(|scope| {
-        let mut parts = parts.into_iter();
-        let first = parts.next();
-        let handles: Vec<_> = parts
-            .map(|p| scope.spawn(move || p.into_iter().map(f).collect::<Vec<R>>()))
-            .collect();
-        let mut out: Vec<R> = first
-            .map(|p| p.into_iter().map(f).collect())
-            .unwrap_or_default();
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done: Vec<(usize, Vec<R>)> = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(slot) = batches.get(i) else {
+                break;
+            };
+            let batch = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(b) = batch {
+                done.push((i, b.into_iter().map(&f).collect()));
+            }
+        }
+        done
+    };
+    let mut parts: Vec<(usize, Vec<R>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        let mut all = work();
         for h in handles {
             match h.join() {
-                Ok(v) => out.extend(v),
+                Ok(v) => all.extend(v),
                 Err(p) => std::panic::resume_unwind(p),
             }
         }
-        out
-    })
+        all
+    });
+    parts.sort_unstable_by_key(|p| p.0);
+    parts.into_iter().flat_map(|p| p.1).collect()
 }
 
 /// Removes flagged metric names and merges series that end up with equal labels; two of them
@@ -880,4 +894,15 @@ pub(crate) fn run(
         }
     };
     Ok((value, ev.annotations))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn par_map_keeps_order() {
+        let v: Vec<usize> = (0..10_000).collect();
+        let out = super::par_map(v, 4, |x| x * 2);
+        assert_eq!(out, (0..10_000).map(|x| x * 2).collect::<Vec<_>>());
+        assert_eq!(super::par_map(vec![1, 2, 3], 4, |x| x + 1), vec![2, 3, 4]);
+    }
 }
