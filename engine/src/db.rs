@@ -349,19 +349,7 @@ impl TenantDb {
                 let Some(part) = samples.get(from..to).filter(|p| !p.is_empty()) else {
                     continue;
                 };
-                let encoded: Vec<(i64, i64, u32, u8, Vec<u8>)> = part
-                    .chunks(chunk_samples)
-                    .filter_map(|c| {
-                        let (first, last) = (c.first()?, c.last()?);
-                        let (enc, bytes) = chunk::encode_best(c);
-                        Some((first.0, last.0, c.len() as u32, enc.as_u8(), bytes))
-                    })
-                    .collect();
-                let refs: Vec<(i64, i64, u32, u8, &[u8])> = encoded
-                    .iter()
-                    .map(|(a, b, n, e, d)| (*a, *b, *n, *e, d.as_slice()))
-                    .collect();
-                writer.add_series(labels, &refs)?;
+                add_series_samples(&mut writer, labels, part, chunk_samples)?;
                 wrote_any = true;
             }
             if !wrote_any {
@@ -410,19 +398,7 @@ impl TenantDb {
                     if samples.is_empty() {
                         continue;
                     }
-                    let encoded: Vec<(i64, i64, u32, u8, Vec<u8>)> = samples
-                        .chunks(chunk_samples)
-                        .filter_map(|c| {
-                            let (first, last) = (c.first()?, c.last()?);
-                            let (enc, bytes) = chunk::encode_best(c);
-                            Some((first.0, last.0, c.len() as u32, enc.as_u8(), bytes))
-                        })
-                        .collect();
-                    let refs: Vec<(i64, i64, u32, u8, &[u8])> = encoded
-                        .iter()
-                        .map(|(a, b, n, e, d)| (*a, *b, *n, *e, d.as_slice()))
-                        .collect();
-                    writer.add_series(labels, &refs)?;
+                    add_series_samples(&mut writer, labels, &samples, chunk_samples)?;
                     wrote_any = true;
                 }
                 if wrote_any {
@@ -723,25 +699,12 @@ impl TenantDb {
         let mut writer = BlockWriter::create(&self.dir, lo, hi.saturating_sub(1), 1, Vec::new())?;
         let mut wrote_any = false;
         let chunk_samples = self.opts.block_chunk_samples.max(1);
-        let mut encoded: Vec<(i64, i64, u32, u8, Vec<u8>)> = Vec::new();
         for (labels, r) in &sorted {
             let samples = self.head.samples_in_range(*r, lo, hi)?;
             if samples.is_empty() {
                 continue;
             }
-            encoded.clear();
-            for c in samples.chunks(chunk_samples) {
-                let (Some(first), Some(last)) = (c.first(), c.last()) else {
-                    continue;
-                };
-                let (enc, bytes) = chunk::encode_best(c);
-                encoded.push((first.0, last.0, c.len() as u32, enc.as_u8(), bytes));
-            }
-            let refs: Vec<(i64, i64, u32, u8, &[u8])> = encoded
-                .iter()
-                .map(|(a, b, n, e, d)| (*a, *b, *n, *e, d.as_slice()))
-                .collect();
-            writer.add_series(labels, &refs)?;
+            add_series_samples(&mut writer, labels, &samples, chunk_samples)?;
             wrote_any = true;
         }
         let meta = if wrote_any {
@@ -1202,6 +1165,30 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Encodes a series' samples into block chunks of at most `chunk_samples` (best encoding
+/// each) and adds the series to the block being written.
+fn add_series_samples(
+    writer: &mut BlockWriter,
+    labels: &Labels,
+    samples: &[(i64, f64)],
+    chunk_samples: usize,
+) -> Result<()> {
+    let encoded: Vec<(i64, i64, u32, u8, Vec<u8>)> = samples
+        .chunks(chunk_samples.max(1))
+        .filter_map(|c| {
+            let (first, last) = (c.first()?, c.last()?);
+            let (enc, bytes) = chunk::encode_best(c);
+            Some((first.0, last.0, c.len() as u32, enc.as_u8(), bytes))
+        })
+        .collect();
+    let refs: Vec<(i64, i64, u32, u8, &[u8])> = encoded
+        .iter()
+        .map(|(a, b, n, e, d)| (*a, *b, *n, *e, d.as_slice()))
+        .collect();
+    writer.add_series(labels, &refs)?;
+    Ok(())
 }
 
 /// Bytes of the files under a directory.

@@ -315,19 +315,7 @@ impl Evaluator<'_> {
                             one_to_one,
                             include,
                         );
-                        let i = match out_index.entry(labels) {
-                            Entry::Occupied(e) => *e.get(),
-                            Entry::Vacant(e) => {
-                                let labels = e.key().clone();
-                                e.insert(out.len());
-                                out.push(Series {
-                                    labels,
-                                    drop_name: false,
-                                    vals: vec![absent(); g.n],
-                                });
-                                out.len() - 1
-                            }
-                        };
+                        let i = output_slot(&mut out, &mut out_index, labels, g.n);
                         labels_cache.insert(key, i);
                         i
                     }
@@ -376,19 +364,7 @@ impl Evaluator<'_> {
                         Some(i) => i,
                         None => {
                             let labels = result_labels(&os.labels, None, op, matching, true, &[]);
-                            let i = match out_index.entry(labels) {
-                                Entry::Occupied(e) => *e.get(),
-                                Entry::Vacant(e) => {
-                                    let labels = e.key().clone();
-                                    e.insert(out.len());
-                                    out.push(Series {
-                                        labels,
-                                        drop_name: false,
-                                        vals: vec![absent(); g.n],
-                                    });
-                                    out.len() - 1
-                                }
-                            };
+                            let i = output_slot(&mut out, &mut out_index, labels, g.n);
                             labels_idx = Some(i);
                             i
                         }
@@ -407,6 +383,28 @@ impl Evaluator<'_> {
         }
         self.account(out.len() * g.n)?;
         Ok(out)
+    }
+}
+
+/// The index of the output series with `labels`, created empty (`n` steps) if new.
+fn output_slot(
+    out: &mut Vec<Series>,
+    index: &mut HashMap<Labels, usize>,
+    labels: Labels,
+    n: usize,
+) -> usize {
+    match index.entry(labels) {
+        Entry::Occupied(e) => *e.get(),
+        Entry::Vacant(e) => {
+            let labels = e.key().clone();
+            e.insert(out.len());
+            out.push(Series {
+                labels,
+                drop_name: false,
+                vals: vec![absent(); n],
+            });
+            out.len() - 1
+        }
     }
 }
 

@@ -148,6 +148,36 @@ pub fn error_response(e: &ApiError, enc: Encoding) -> Response {
 }
 
 /// A success response in the request's encoding.
+/// The flow every OTLP/HTTP export shares: the content type picks the encoding, then on the
+/// blocking pool the tenant is read, the body decompressed within `limit`, and `ingest`
+/// decodes and stores it; its answer (or error) goes back in the request's encoding.
+pub async fn handle_export<M>(
+    headers: HeaderMap,
+    body: Bytes,
+    limit: usize,
+    ingest: impl FnOnce(&str, &[u8], Encoding) -> Result<M, ApiError> + Send + 'static,
+) -> Response
+where
+    M: prost::Message + serde::Serialize + Send + 'static,
+{
+    let enc = match encoding(&headers) {
+        Ok(e) => e,
+        Err(e) => return error_response(&e, Encoding::Protobuf),
+    };
+    let res = tokio::task::spawn_blocking(move || {
+        let tenant = crate::api::tenant(&headers)?;
+        let raw = decode_body(&headers, body, limit)?;
+        ingest(&tenant, &raw, enc)
+    })
+    .await;
+    match res {
+        Ok(Ok(resp)) => ok_response(&resp, enc),
+        Ok(Err(e)) => error_response(&e, enc),
+        Err(e) => error_response(&ApiError::internal(format!("ingest task failed: {e}")), enc),
+    }
+}
+
+/// A successful OTLP answer in the request's encoding.
 pub fn ok_response<M: prost::Message + serde::Serialize>(msg: &M, enc: Encoding) -> Response {
     let body = match enc {
         Encoding::Protobuf => msg.encode_to_vec(),

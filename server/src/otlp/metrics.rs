@@ -605,28 +605,14 @@ pub async fn handle_http(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let enc = match body::encoding(&headers) {
-        Ok(e) => e,
-        Err(e) => return body::error_response(&e, Encoding::Protobuf),
-    };
     let limit = state.options.max_decoded_body;
-    let st = state.clone();
-    let res = tokio::task::spawn_blocking(move || {
-        let tenant = crate::api::tenant(&headers)?;
-        let raw = body::decode_body(&headers, body, limit)?;
-        let req = decode_request(&raw, enc)?;
+    body::handle_export(headers, body, limit, move |tenant, raw, enc| {
+        let req = decode_request(raw, enc)?;
         let mut conv = convert(&req);
-        store(&st, &tenant, &mut conv)?;
-        Ok::<_, ApiError>(response(&conv))
+        store(&state, tenant, &mut conv)?;
+        Ok(response(&conv))
     })
-    .await;
-    match res {
-        Ok(Ok(resp)) => body::ok_response(&resp, enc),
-        Ok(Err(e)) => body::error_response(&e, enc),
-        Err(e) => {
-            body::error_response(&ApiError::internal(format!("ingest task failed: {e}")), enc)
-        }
-    }
+    .await
 }
 
 /// The gRPC `MetricsService`.
