@@ -178,6 +178,9 @@ pub struct TenantDb {
     append_lock: Mutex<()>,
     /// Serialises block cuts.
     cut_lock: Mutex<()>,
+    /// Serialises operations that replace or rewrite blocks: compaction, downsampling,
+    /// deletion (tombstones) and retention.
+    maintenance_lock: Mutex<()>,
     wal_failed: AtomicBool,
     max_series: AtomicU64,
 }
@@ -192,6 +195,40 @@ pub fn valid_tenant(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+/// Orders blocks as every reader and the compactor expect: by `(min_time, max_time, id)`.
+/// Where blocks overlap, a sample of an earlier block in this order wins over a sample with the
+/// same timestamp in a later one, so the order must not depend on directory listing order.
+pub(crate) fn sort_blocks(blocks: &mut [Arc<Block>]) {
+    blocks.sort_by(|a, b| {
+        let (a, b) = (a.meta(), b.meta());
+        (a.min_time, a.max_time, &a.id).cmp(&(b.min_time, b.max_time, &b.id))
+    });
+}
+
+/// Deletes the blocks that another loaded block names as its parents: a compaction (or
+/// rewrite) renamed its output into place but stopped before removing its inputs. The output is
+/// complete (its directory was renamed), so the inputs' samples are all in it and keeping both
+/// would return them twice.
+fn remove_replaced_blocks(tenant: &str, blocks: &mut Vec<Arc<Block>>) -> Result<()> {
+    let replaced: std::collections::HashSet<String> = blocks
+        .iter()
+        .flat_map(|b| b.meta().compaction.parents.iter().cloned())
+        .collect();
+    if replaced.is_empty() {
+        return Ok(());
+    }
+    let (gone, keep): (Vec<Arc<Block>>, Vec<Arc<Block>>) = blocks
+        .drain(..)
+        .partition(|b| replaced.contains(&b.meta().id));
+    *blocks = keep;
+    for b in gone {
+        tracing::warn!(tenant, block = %b.meta().id, "removing a block already replaced by a compacted block");
+        std::fs::remove_dir_all(b.dir())
+            .map_err(|e| Error::io("removing a replaced block", b.dir(), e))?;
+    }
+    Ok(())
 }
 
 fn align_down(t: i64, range: i64) -> i64 {
@@ -228,7 +265,8 @@ impl TenantDb {
                 blocks.push(Arc::new(Block::open(&path)?));
             }
         }
-        blocks.sort_by_key(|b| (b.meta().min_time, b.meta().max_time));
+        remove_replaced_blocks(id, &mut blocks)?;
+        sort_blocks(&mut blocks);
         report.blocks = blocks.len();
 
         let head = Arc::new(Head::new(opts.head.clone()));
@@ -284,6 +322,7 @@ impl TenantDb {
                 metadata,
                 append_lock: Mutex::new(()),
                 cut_lock: Mutex::new(()),
+                maintenance_lock: Mutex::new(()),
                 wal_failed: AtomicBool::new(false),
                 max_series: AtomicU64::new(0),
             },
@@ -318,6 +357,13 @@ impl TenantDb {
     /// The loaded blocks, oldest first.
     pub fn blocks(&self) -> Vec<Arc<Block>> {
         self.blocks.read().clone()
+    }
+
+    /// Takes the tenant's maintenance lock. Whoever replaces or rewrites blocks (compaction,
+    /// downsampling, deletion, retention) holds it, so that one never works from a block list
+    /// that another is changing.
+    pub fn lock_maintenance(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.maintenance_lock.lock()
     }
 
     /// Writes historical samples directly as blocks (backfill), one block per aligned block
@@ -368,7 +414,7 @@ impl TenantDb {
             );
             let mut blocks = self.blocks.write();
             blocks.push(block);
-            blocks.sort_by_key(|b| (b.meta().min_time, b.meta().max_time));
+            sort_blocks(&mut blocks);
             out.push(meta);
         }
         Ok(out)
@@ -416,6 +462,7 @@ impl TenantDb {
         if max_bytes == 0 {
             return Ok(Vec::new());
         }
+        let _maint = self.lock_maintenance();
         let blocks = self.blocks();
         let sizes: Vec<u64> = blocks.iter().map(|b| dir_size(b.dir())).collect();
         let mut total: u64 = sizes.iter().sum();
@@ -470,6 +517,7 @@ impl TenantDb {
         if retention_ms <= 0 {
             return Ok(Vec::new());
         }
+        let _maint = self.lock_maintenance();
         let newest_block = self
             .blocks
             .read()
@@ -723,7 +771,7 @@ impl TenantDb {
             let _g = self.append_lock.lock();
             let mut blocks = self.blocks.write();
             blocks.push(block);
-            blocks.sort_by_key(|b| (b.meta().min_time, b.meta().max_time));
+            sort_blocks(&mut blocks);
             Some(meta)
         } else {
             drop(writer);

@@ -21,7 +21,7 @@
 //!   "min_time": 1700000000000,             first millisecond covered (inclusive)
 //!   "max_time": 1700007199999,             last millisecond covered (inclusive)
 //!   "stats": {"num_series": 893, "num_chunks": 25004, "num_samples": 3000000},
-//!   "compaction": {"level": 1, "sources": ["01J9Z8…"]},
+//!   "compaction": {"level": 1, "sources": ["01J9Z8…"]},   (+ "parents": [...] if compacted)
 //!   "resolution_ms": 0,                    0 = raw samples, else downsampling window
 //!   "version": 1                           block format version
 //! }
@@ -73,6 +73,11 @@ pub struct CompactionMeta {
     pub level: u32,
     /// Ids of the level-1 blocks whose data this block contains.
     pub sources: Vec<String>,
+    /// Ids of the blocks this block directly replaces (the inputs of the compaction that wrote
+    /// it). A block named here is obsolete once this block exists; opening a tenant deletes it.
+    /// Absent (empty) for blocks cut from the head or imported.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<String>,
 }
 
 impl BlockMeta {
@@ -107,6 +112,12 @@ impl BlockMeta {
         }
         if let Some(s) = self.compaction.sources.iter().find(|s| !id::is_block_id(s)) {
             return Err(bad(format!("source {s:?} is not a block id")));
+        }
+        if let Some(s) = self.compaction.parents.iter().find(|s| !id::is_block_id(s)) {
+            return Err(bad(format!("parent {s:?} is not a block id")));
+        }
+        if self.compaction.parents.contains(&self.id) {
+            return Err(bad("block names itself as its parent".to_string()));
         }
         Ok(())
     }
@@ -152,6 +163,7 @@ mod tests {
             compaction: CompactionMeta {
                 level: 1,
                 sources: vec![id],
+                parents: Vec::new(),
             },
             resolution_ms: 0,
             version: 1,

@@ -344,7 +344,14 @@ fn meta_options_are_recorded() {
         .unwrap()
         .finish()
         .unwrap();
-    assert_eq!(meta.compaction, CompactionMeta { level: 3, sources });
+    assert_eq!(
+        meta.compaction,
+        CompactionMeta {
+            level: 3,
+            sources,
+            parents: Vec::new()
+        }
+    );
     assert_eq!(meta.resolution_ms, 300_000);
     assert_eq!(read_meta(&dir).unwrap(), meta);
 }

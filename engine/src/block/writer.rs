@@ -53,6 +53,8 @@ pub struct BlockWriterOptions {
     pub level: u32,
     /// Source block ids; if empty, the block's own id is recorded.
     pub sources: Vec<String>,
+    /// Blocks this one replaces (compaction inputs); recorded as `compaction.parents`.
+    pub parents: Vec<String>,
     /// Downsampling resolution in ms (0 = raw).
     pub resolution_ms: i64,
     /// Size at which chunk segments rotate. Default 512 MiB; clamped to 32-bit offsets.
@@ -67,6 +69,7 @@ impl BlockWriterOptions {
             max_time,
             level: 1,
             sources: Vec::new(),
+            parents: Vec::new(),
             resolution_ms: 0,
             segment_size: DEFAULT_SEGMENT_SIZE,
         }
@@ -297,6 +300,7 @@ impl BlockWriter {
             compaction: CompactionMeta {
                 level: self.opts.level,
                 sources,
+                parents: self.opts.parents.clone(),
             },
             resolution_ms: self.opts.resolution_ms,
             version: u32::from(FormatVersion::CURRENT.as_u8()),
