@@ -359,6 +359,40 @@ impl TenantDb {
         self.blocks.read().clone()
     }
 
+    /// Publishes the complete block at `new_block_dir` (renamed into place by a
+    /// [`BlockWriter`], normally inside [`TenantDb::dir`]) and retires the blocks with the ids
+    /// in `retired`: new queriers see the new block and not the retired ones (running queriers
+    /// keep their mapped copies), then the retired directories are removed. Every id in
+    /// `retired` must name a loaded block, otherwise nothing changes and an error is returned
+    /// (the new block is left in place for the caller to remove). The caller should hold
+    /// [`TenantDb::lock_maintenance`]; crash safety comes from the new block naming the retired
+    /// ones as `compaction.parents` (see [`TenantDb::open`]).
+    pub fn replace_blocks(&self, new_block_dir: &Path, retired: &[String]) -> Result<BlockMeta> {
+        let block = Arc::new(Block::open(new_block_dir)?);
+        let meta = block.meta().clone();
+        let gone: Vec<Arc<Block>> = {
+            let mut blocks = self.blocks.write();
+            if let Some(missing) = retired
+                .iter()
+                .find(|id| !blocks.iter().any(|b| &b.meta().id == *id))
+            {
+                return Err(Error::BlockNotLoaded(missing.clone()));
+            }
+            let (gone, mut keep): (Vec<Arc<Block>>, Vec<Arc<Block>>) = blocks
+                .drain(..)
+                .partition(|b| retired.contains(&b.meta().id));
+            keep.push(block);
+            sort_blocks(&mut keep);
+            *blocks = keep;
+            gone
+        };
+        for b in gone {
+            std::fs::remove_dir_all(b.dir())
+                .map_err(|e| Error::io("removing a replaced block", b.dir(), e))?;
+        }
+        Ok(meta)
+    }
+
     /// Takes the tenant's maintenance lock. Whoever replaces or rewrites blocks (compaction,
     /// downsampling, deletion, retention) holds it, so that one never works from a block list
     /// that another is changing.

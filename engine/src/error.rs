@@ -65,6 +65,9 @@ pub enum Error {
     /// A tenant id is not acceptable as a directory name.
     #[error("invalid tenant id {0:?}: must be 1-150 characters of [A-Za-z0-9_.-], not '.' or '..'")]
     InvalidTenant(String),
+    /// A block to be replaced is not (or no longer) among the tenant's blocks.
+    #[error("block {0} is not loaded (deleted or replaced meanwhile)")]
+    BlockNotLoaded(String),
 }
 
 impl Error {
