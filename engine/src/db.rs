@@ -28,6 +28,16 @@
 //! series still in the head and the samples at or after `hi`. A crash at any point leaves the
 //! data readable: before the rename the block does not exist and the WAL holds everything;
 //! after it, replay skips samples older than the newest block (they are in the block).
+//!
+//! # Deleting
+//!
+//! [`TenantDb::delete_series`] (in `delete`) tombstones the matching series: intervals in the
+//! `tombstones` file of each overlapping block, and a TOMBSTONES WAL record applied to the head.
+//! Checkpoints keep the tombstone records of series still in the head that reach past the cut.
+
+mod delete;
+
+pub use delete::DeleteReport;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -46,7 +56,9 @@ use crate::head::{Head, HeadOptions, SampleError, SeriesRef};
 use crate::labels::LabelInput;
 use crate::labels::{Labels, Matcher};
 use crate::querier::{Querier, SelectHints, Series};
-use crate::record::{self, RECORD_EXEMPLARS, RECORD_METADATA, RECORD_SAMPLES, RECORD_SERIES};
+use crate::record::{
+    self, RECORD_EXEMPLARS, RECORD_METADATA, RECORD_SAMPLES, RECORD_SERIES, RECORD_TOMBSTONES,
+};
 
 /// Tenant used when multi-tenancy is off.
 pub const DEFAULT_TENANT: &str = "anonymous";
@@ -878,6 +890,22 @@ impl TenantDb {
                 });
                 checkpoint_action(kind, res, buf, true)
             }
+            RECORD_TOMBSTONES => {
+                // Keep what still applies to the head: series still there, intervals reaching
+                // `hi`, clipped to start there.
+                let mut buf = Vec::new();
+                let mut changed = false;
+                let res = record::decode_tombstones(payload, |r, mint, maxt| {
+                    if maxt >= hi && head.contains(r) {
+                        changed |= mint < hi;
+                        record::encode_tombstone(&mut buf, r, mint.max(hi), maxt);
+                    } else {
+                        changed = true;
+                    }
+                    Ok(())
+                });
+                checkpoint_action(kind, res, buf, changed)
+            }
             _ => CheckpointAction::Keep,
         })?;
         Ok(())
@@ -1032,6 +1060,16 @@ fn replay_into(
                 }),
                 RECORD_METADATA => record::decode_metadata(rec.payload, |family, m| {
                     metadata.set(&family, m);
+                    Ok(())
+                }),
+                // Deleted intervals apply to samples whatever their arrival order, so they
+                // need not wait for the sample workers; the series exist already (their
+                // SERIES records came first). Intervals of series dropped with a checkpoint
+                // are skipped like their samples; nothing older than the newest block is
+                // in the head.
+                RECORD_TOMBSTONES => record::decode_tombstones(rec.payload, |r, mint, maxt| {
+                    let r = ref_map.get(&r).copied().unwrap_or(r);
+                    head.add_tombstone(r, mint.max(head.min_valid_time()), maxt);
                     Ok(())
                 }),
                 other => {

@@ -28,16 +28,25 @@
 //! The open chunk is closed when it holds `chunk_max_samples` samples or when a sample crosses
 //! the block-range boundary, so a head chunk never spans two blocks.
 //!
+//! # Deleted intervals
+//!
+//! Deletion does not rewrite head chunks: it records inclusive `[mint, maxt]` intervals per
+//! series (sorted, merged), and every reader — the select path and the block cut — skips the
+//! samples inside them. The engine clamps a deletion to the series' data range when it is
+//! made, so it removes what exists (as Prometheus does); an interval then applies to every
+//! sample of the series with a timestamp inside it, including out-of-order samples that arrive
+//! later. Truncation clips the intervals to what remains of the head.
+//!
 //! # Locking
 //!
-//! Lock order: shard → symbols → postings. The select path takes the postings read lock and
+//! Lock order: shard → symbols → postings → tombstones. The select path takes the postings read lock and
 //! releases it before taking shard locks one at a time. Appends take one shard lock per series
 //! group. The engine serialises appends of one tenant above this type so that the WAL order
 //! equals the order in which samples were applied (see `crate::db`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
@@ -328,6 +337,25 @@ pub struct HeadSeriesData {
     pub labels: Labels,
     /// Chunks overlapping the requested range: `(chunk, is_ooo)`.
     pub chunks: Vec<(HeadChunk, bool)>,
+    /// Deleted intervals of the series (inclusive, sorted, merged); their samples are skipped.
+    pub deleted: Vec<(i64, i64)>,
+}
+
+/// Merges `[mint, maxt]` into sorted, non-overlapping, non-adjacent intervals.
+pub(crate) fn merge_interval(v: &mut Vec<(i64, i64)>, mint: i64, maxt: i64) {
+    if mint > maxt {
+        return;
+    }
+    v.push((mint, maxt));
+    v.sort_unstable();
+    let mut merged: Vec<(i64, i64)> = Vec::with_capacity(v.len());
+    for &(a, b) in v.iter() {
+        match merged.last_mut() {
+            Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    *v = merged;
 }
 
 /// The head of one tenant.
@@ -340,6 +368,11 @@ pub struct Head {
     min_time: AtomicI64,
     max_time: AtomicI64,
     num_series: AtomicU64,
+    /// Deleted intervals per series (see the module docs). Kept apart from the series so that
+    /// a head without deletions pays nothing per series.
+    tombstones: RwLock<IntMap<SeriesRef, Vec<(i64, i64)>>>,
+    /// True while `tombstones` is not empty (lets readers skip the lock).
+    has_tombstones: AtomicBool,
     /// Counters of appends and rejections.
     pub counters: HeadCounters,
 }
@@ -365,6 +398,8 @@ impl Head {
             min_time: AtomicI64::new(i64::MAX),
             max_time: AtomicI64::new(i64::MIN),
             num_series: AtomicU64::new(0),
+            tombstones: RwLock::new(IntMap::default()),
+            has_tombstones: AtomicBool::new(false),
             counters: HeadCounters::default(),
         }
     }
@@ -742,10 +777,90 @@ impl Head {
             return None;
         }
         let symbols = self.symbols.read();
+        let labels = resolve_labels(&symbols, &s.labels);
+        drop(symbols);
         Some(HeadSeriesData {
-            labels: resolve_labels(&symbols, &s.labels),
+            labels,
             chunks,
+            deleted: self.deleted_intervals(r),
         })
+    }
+
+    /// The deleted intervals of a series (inclusive, sorted, merged); empty if none.
+    pub fn deleted_intervals(&self, r: SeriesRef) -> Vec<(i64, i64)> {
+        if !self.has_tombstones.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        self.tombstones.read().get(&r).cloned().unwrap_or_default()
+    }
+
+    /// Marks `[mint, maxt]` (inclusive) of series `r` deleted, merging it with the series'
+    /// other intervals. Returns false (and records nothing) if the series does not exist or
+    /// the interval is empty. The caller logs the deletion to the WAL first.
+    pub fn add_tombstone(&self, r: SeriesRef, mint: i64, maxt: i64) -> bool {
+        if mint > maxt || !self.contains(r) {
+            return false;
+        }
+        let mut t = self.tombstones.write();
+        merge_interval(t.entry(r).or_default(), mint, maxt);
+        self.has_tombstones.store(true, Ordering::Release);
+        true
+    }
+
+    /// Every series' deleted intervals, for tests and checkpoints.
+    pub fn all_tombstones(&self) -> Vec<(SeriesRef, Vec<(i64, i64)>)> {
+        let mut out: Vec<(SeriesRef, Vec<(i64, i64)>)> = self
+            .tombstones
+            .read()
+            .iter()
+            .map(|(&r, v)| (r, v.clone()))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// The time range `(oldest, newest)` of a series' samples (deleted ones included), or
+    /// `None` if the series does not exist or holds no sample.
+    pub fn series_time_range(&self, r: SeriesRef) -> Option<(i64, i64)> {
+        let shard = self.shards.get(shard_of_ref(r))?.lock();
+        let s = shard.series.get(&r)?;
+        let min = series_min_time(s);
+        // Out-of-order samples are older than the newest in-order sample, so `last_t` is the
+        // newest sample of the series.
+        if min == i64::MAX || s.last_t == i64::MIN {
+            return None;
+        }
+        Some((min, s.last_t))
+    }
+
+    /// Drops deleted intervals of series that no longer exist and clips the others to start
+    /// at `t` or later (the head holds nothing older).
+    fn truncate_tombstones(&self, t: i64) {
+        if !self.has_tombstones.load(Ordering::Acquire) {
+            return;
+        }
+        // Shard locks come before the tombstones lock: look the series up first.
+        let refs: Vec<SeriesRef> = self.tombstones.read().keys().copied().collect();
+        let exists: Vec<(SeriesRef, bool)> =
+            refs.into_iter().map(|r| (r, self.contains(r))).collect();
+        let mut tomb = self.tombstones.write();
+        for (r, exists) in exists {
+            let keep = match tomb.get_mut(&r) {
+                Some(v) if exists => {
+                    v.retain(|&(_, b)| b >= t);
+                    for iv in v.iter_mut() {
+                        iv.0 = iv.0.max(t);
+                    }
+                    !v.is_empty()
+                }
+                _ => false,
+            };
+            if !keep {
+                tomb.remove(&r);
+            }
+        }
+        self.has_tombstones
+            .store(!tomb.is_empty(), Ordering::Release);
     }
 
     /// Bitmap of all series refs.
@@ -827,7 +942,7 @@ impl Head {
     }
 
     /// Merged, deduplicated samples of a series in `[mint, maxt)` (in-order data wins over
-    /// out-of-order data on equal timestamps). Used to cut blocks.
+    /// out-of-order data on equal timestamps), without deleted samples. Used to cut blocks.
     pub fn samples_in_range(
         &self,
         r: SeriesRef,
@@ -837,7 +952,7 @@ impl Head {
         let Some(data) = self.series_data(r, mint, maxt_excl.saturating_sub(1)) else {
             return Ok(Vec::new());
         };
-        let mut it = crate::querier::SeriesIter::from_head(&data.chunks)?;
+        let mut it = crate::querier::SeriesIter::from_head(&data.chunks, data.deleted)?;
         let mut out = Vec::new();
         if let Some(first) = it.seek(mint)
             && first.0 < maxt_excl
@@ -935,6 +1050,7 @@ impl Head {
         if new_min == i64::MAX {
             self.max_time.store(i64::MIN, Ordering::Relaxed);
         }
+        self.truncate_tombstones(t);
         Ok(n)
     }
 

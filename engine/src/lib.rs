@@ -22,8 +22,8 @@ pub mod record;
 pub mod traces;
 
 pub use db::{
-    AppendReport, AppendSeries, DEFAULT_TENANT, Engine, EngineOptions, IngestSeries, TenantDb,
-    TenantOpenReport,
+    AppendReport, AppendSeries, DEFAULT_TENANT, DeleteReport, Engine, EngineOptions, IngestSeries,
+    TenantDb, TenantOpenReport,
 };
 pub use error::{Error, Result};
 pub use exemplars::{Exemplar, MetricMetadata};

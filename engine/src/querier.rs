@@ -18,8 +18,10 @@
 //! buffer. [`SeriesIter`] sorts the chunks by start time, streams chunks that do not overlap any
 //! other straight from their decoder (the common case), and decodes and merges groups of
 //! overlapping chunks, keeping one sample per timestamp: the one from the highest-priority
-//! source (in-order data before out-of-order data, then source order). Tombstoned intervals are
-//! skipped.
+//! source (in-order data before out-of-order data, then source order). Deleted intervals — the
+//! tombstones of blocks and the head's deleted intervals — are skipped; the intervals of all
+//! sources of a series apply to its merged samples, and chunks lying wholly inside one interval
+//! are not read at all.
 
 use std::sync::Arc;
 
@@ -234,14 +236,15 @@ pub struct SeriesIter {
 }
 
 impl SeriesIter {
-    /// Builds an iterator over head chunks `(chunk, is_ooo)`.
-    pub fn from_head(chunks: &[(HeadChunk, bool)]) -> Result<Self> {
+    /// Builds an iterator over head chunks `(chunk, is_ooo)`, skipping the `deleted`
+    /// intervals.
+    pub fn from_head(chunks: &[(HeadChunk, bool)], deleted: Vec<(i64, i64)>) -> Result<Self> {
         SeriesIter::new(
             chunks
                 .iter()
                 .map(|(c, ooo)| ChunkSource::from_head(c, *ooo))
                 .collect(),
-            Vec::new(),
+            deleted,
         )
     }
 
@@ -486,7 +489,7 @@ impl Querier {
                             .iter()
                             .map(|(c, ooo)| ChunkSource::from_head(c, *ooo))
                             .collect(),
-                        deleted: Vec::new(),
+                        deleted: d.deleted,
                     });
                 }
             }
@@ -503,6 +506,19 @@ impl Querier {
                 _ => merged.push(s),
             }
         }
+        // Chunks whose samples are all deleted are dropped, and so are series left without
+        // chunks: a fully deleted series is not selected (it does not show in series lookups).
+        merged.retain_mut(|s| {
+            if !s.deleted.is_empty() {
+                let deleted = &s.deleted;
+                s.chunks.retain(|c| {
+                    !deleted
+                        .iter()
+                        .any(|&(a, b)| a <= c.min_time && c.max_time <= b)
+                });
+            }
+            !s.chunks.is_empty()
+        });
         Ok(merged)
     }
 

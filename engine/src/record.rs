@@ -21,7 +21,13 @@
 //!                               n_labels × { name_len | name | value_len | value } }
 //! METADATA (type 4):  repeated { family_len | family | type_len | type | help_len | help |
 //!                               unit_len | unit }
+//! TOMBSTONES (type 5): repeated { ref: varint u32 | mint: zz i64 | maxt - mint: varint u64 }
 //! ```
+//!
+//! A TOMBSTONES record marks the inclusive interval `[mint, maxt]` of head series `ref` deleted
+//! (`maxt >= mint`, so the width is never negative; it is computed in 128 bits so the widest
+//! interval `[i64::MIN, i64::MAX]` fits). It always follows the SERIES records of the series
+//! it names.
 //!
 //! Values travel as raw IEEE-754 bits so stale markers and NaN payloads survive bit-exactly.
 //! Timestamps within one group may go backwards (out-of-order samples), hence the signed delta.
@@ -39,6 +45,37 @@ pub const RECORD_SAMPLES: u8 = 2;
 pub const RECORD_EXEMPLARS: u8 = 3;
 /// Record type of a metadata record.
 pub const RECORD_METADATA: u8 = 4;
+/// Record type of a tombstones record (deleted intervals of head series).
+pub const RECORD_TOMBSTONES: u8 = 5;
+
+/// Encodes one deleted interval `[mint, maxt]` (inclusive) of series `sref` into a TOMBSTONES
+/// payload. An empty interval (`mint > maxt`) is not written.
+pub fn encode_tombstone(buf: &mut Vec<u8>, sref: u32, mint: i64, maxt: i64) {
+    if mint > maxt {
+        return;
+    }
+    put_uvarint(buf, u64::from(sref));
+    put_varint(buf, mint);
+    // maxt >= mint, so the difference lies in 0..=u64::MAX.
+    put_uvarint(buf, (i128::from(maxt) - i128::from(mint)) as u64);
+}
+
+/// Decodes a TOMBSTONES payload, calling `f(ref, mint, maxt)` for each interval.
+pub fn decode_tombstones(
+    payload: &[u8],
+    mut f: impl FnMut(u32, i64, i64) -> Result<()>,
+) -> Result<()> {
+    let mut r = Reader::new(RECORD_TOMBSTONES, payload);
+    while !r.is_empty() {
+        let sref = r.u32_varint()?;
+        let mint = r.varint()?;
+        let width = r.uvarint()?;
+        let maxt = i64::try_from(i128::from(mint) + i128::from(width))
+            .map_err(|_| r.err("interval end overflows i64"))?;
+        f(sref, mint, maxt)?;
+    }
+    Ok(())
+}
 
 fn put_str(buf: &mut Vec<u8>, s: &str) {
     put_uvarint(buf, s.len() as u64);
@@ -431,8 +468,68 @@ mod tests {
         assert!(matches!(res, Err(Error::Record { .. })));
     }
 
+    #[test]
+    fn tombstones_golden_bytes() {
+        let mut buf = Vec::new();
+        encode_tombstone(&mut buf, 3, 1000, 2000);
+        encode_tombstone(&mut buf, 70000, -5, -5);
+        encode_tombstone(&mut buf, 1, 10, 9); // empty: not written
+        assert_eq!(
+            buf,
+            [
+                0x03, 0xd0, 0x0f, 0xe8, 0x07, // ref 3, mint zz(1000), width 1000
+                0xf0, 0xa2, 0x04, 0x09, 0x00, // ref 70000, mint zz(-5), width 0
+            ]
+        );
+        let mut got = Vec::new();
+        decode_tombstones(&buf, |r, a, b| {
+            got.push((r, a, b));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got, vec![(3, 1000, 2000), (70000, -5, -5)]);
+        for cut in 1..buf.len() {
+            if cut == 5 {
+                continue; // a whole entry
+            }
+            assert!(
+                matches!(
+                    decode_tombstones(&buf[..cut], |_, _, _| Ok(())),
+                    Err(Error::Record {
+                        record_type: RECORD_TOMBSTONES,
+                        ..
+                    })
+                ),
+                "cut {cut}"
+            );
+        }
+        // An end beyond i64::MAX is an error, not a wrap-around.
+        let mut bad = Vec::new();
+        put_uvarint(&mut bad, 1);
+        put_varint(&mut bad, i64::MAX);
+        put_uvarint(&mut bad, 1);
+        assert!(decode_tombstones(&bad, |_, _, _| Ok(())).is_err());
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn tombstones_round_trip(entries in proptest::collection::vec(
+            (any::<u32>(), any::<i64>(), any::<i64>()), 0..20)) {
+            let entries: Vec<(u32, i64, i64)> =
+                entries.into_iter().map(|(r, a, b)| (r, a.min(b), a.max(b))).collect();
+            let mut buf = Vec::new();
+            for &(r, a, b) in &entries {
+                encode_tombstone(&mut buf, r, a, b);
+            }
+            let mut got = Vec::new();
+            decode_tombstones(&buf, |r, a, b| {
+                got.push((r, a, b));
+                Ok(())
+            }).unwrap();
+            prop_assert_eq!(got, entries);
+        }
+
         #[test]
         fn samples_round_trip(groups in proptest::collection::vec(
             (any::<u32>(), proptest::collection::vec((any::<i64>(), any::<u64>()), 1..20)), 0..10)) {
@@ -455,6 +552,7 @@ mod tests {
             let _ = decode_series(&bytes, |_, _| Ok(()));
             let _ = decode_exemplars(&bytes, |_, _| Ok(()));
             let _ = decode_metadata(&bytes, |_, _| Ok(()));
+            let _ = decode_tombstones(&bytes, |_, _, _| Ok(()));
         }
     }
 }

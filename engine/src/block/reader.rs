@@ -25,6 +25,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use roaring::RoaringBitmap;
@@ -55,8 +56,10 @@ pub struct ChunkMeta {
 pub struct Block {
     dir: PathBuf,
     meta: BlockMeta,
-    index: IndexReader,
-    segments: Segments,
+    /// Shared with the copies made by [`Block::reload_tombstones`].
+    index: Arc<IndexReader>,
+    /// Shared with the copies made by [`Block::reload_tombstones`].
+    segments: Arc<Segments>,
     tombstones: Tombstones,
 }
 
@@ -100,20 +103,7 @@ impl Block {
                 ),
             });
         }
-        let tombstones = read_tombstones(dir)?;
-        if let Some(max) = tombstones.max_series()
-            && max >= index.num_series()
-        {
-            return Err(BlockError::Corrupt {
-                file: dir.join(TOMBSTONES_FILE),
-                section: "tombstones body",
-                offset: 0,
-                reason: format!(
-                    "series id {max} beyond the block's {} series",
-                    index.num_series()
-                ),
-            });
-        }
+        let tombstones = read_checked_tombstones(dir, index.num_series())?;
         let segments = Segments::open(&dir.join(CHUNKS_DIR))?;
         if meta.stats.num_chunks > 0 && segments.len() == 0 {
             return Err(BlockError::Meta {
@@ -130,8 +120,22 @@ impl Block {
         Ok(Block {
             dir: dir.to_path_buf(),
             meta,
-            index,
-            segments,
+            index: Arc::new(index),
+            segments: Arc::new(segments),
+            tombstones,
+        })
+    }
+
+    /// A copy of this block with its `tombstones` file read again (after
+    /// [`super::write_tombstones`] replaced it). Index and chunk mappings are shared, not
+    /// reopened; holders of `self` keep seeing the old tombstones.
+    pub fn reload_tombstones(&self) -> Result<Block> {
+        let tombstones = read_checked_tombstones(&self.dir, self.index.num_series())?;
+        Ok(Block {
+            dir: self.dir.clone(),
+            meta: self.meta.clone(),
+            index: Arc::clone(&self.index),
+            segments: Arc::clone(&self.segments),
             tombstones,
         })
     }
@@ -204,6 +208,22 @@ impl Block {
     pub fn size_bytes(&self) -> Result<u64> {
         dir_size(&self.dir)
     }
+}
+
+/// Reads `dir/tombstones` and checks that every series id is one of the block's.
+fn read_checked_tombstones(dir: &Path, num_series: u32) -> Result<Tombstones> {
+    let tombstones = read_tombstones(dir)?;
+    if let Some(max) = tombstones.max_series()
+        && max >= num_series
+    {
+        return Err(BlockError::Corrupt {
+            file: dir.join(TOMBSTONES_FILE),
+            section: "tombstones body",
+            offset: 0,
+            reason: format!("series id {max} beyond the block's {num_series} series"),
+        });
+    }
+    Ok(tombstones)
 }
 
 /// Sum of file sizes in `dir` and its subdirectories (block dirs are two levels deep).
