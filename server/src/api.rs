@@ -225,7 +225,7 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-        if req.method() == Method::POST && is_form {
+        if (req.method() == Method::POST || req.method() == Method::PUT) && is_form {
             let body = Bytes::from_request(req, state)
                 .await
                 .map_err(|e| ApiError::bad_data(format!("reading form body: {e}")))?;

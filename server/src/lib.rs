@@ -14,9 +14,11 @@
 //! - [`tempo`]: the Tempo trace API and Strata's trace tree view.
 //! - [`spanmetrics`]: span metrics and service-graph metrics written as Prometheus series.
 //! - [`selfmetrics`]: Strata's own metrics on `/metrics`.
+//! - [`audit`]: the audit log of series deletions.
 
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod config;
 pub mod import;
 pub mod limits;

@@ -440,6 +440,8 @@ async fn run(
     });
     let app = router(state.clone());
     // Stop accepting on a signal; in-flight requests (writes included) finish first.
+    // With the peer address, which the audit log of admin operations records.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             if let Err(e) = shutdown.wait().await {

@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, SerializeTuple, Serializer};
 use serde_json::{Map, Value as Json, json};
@@ -50,6 +50,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/v1/admin/tsdb/snapshot",
             axum::routing::post(snapshot).put(snapshot),
+        )
+        .route(
+            "/api/v1/admin/tsdb/delete_series",
+            axum::routing::post(delete_series).put(delete_series),
         )
 }
 
@@ -703,6 +707,98 @@ async fn snapshot(
     .await?;
     tracing::info!(tenant = %requester, skip_head, snapshot = %name, "admin: snapshot created");
     Ok(success(json!({ "name": name }), &[]))
+}
+
+/// `POST|PUT /api/v1/admin/tsdb/delete_series?match[]=…[&start=…][&end=…]`: deletes the
+/// samples of the tenant's series matching any `match[]` selector in `[start, end]` (default:
+/// all time), as Prometheus does: `204 No Content` on success. Every deletion that reaches the
+/// engine, failed or not, is audited ([`crate::audit`]) and counted on `/metrics`.
+async fn delete_series(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    p: Params,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&headers)?;
+    let raw: Vec<String> = p.all("match[]").into_iter().map(str::to_string).collect();
+    if raw.is_empty() {
+        return Err(ApiError::bad_data(
+            "invalid parameter \"match[]\": no match[] parameter provided",
+        ));
+    }
+    let sets = match_params(&p)?;
+    let start = match p.get("start") {
+        None | Some("") => None,
+        Some(_) => Some(time_param(&p, "start", i64::MIN)?),
+    };
+    let end = match p.get("end") {
+        None | Some("") => None,
+        Some(_) => Some(time_param(&p, "end", i64::MAX)?),
+    };
+    let (mint, maxt) = (start.unwrap_or(i64::MIN), end.unwrap_or(i64::MAX));
+    if maxt < mint {
+        return Err(ApiError::bad_data(
+            "invalid parameter \"end\": end timestamp must not be before start timestamp",
+        ));
+    }
+    let remote_addr = peer.map(|axum::Extension(c)| c.0.to_string());
+    let engine = state.engine.clone();
+    let metrics = state.metrics.clone();
+    // Deletion, audit and accounting run to completion on the blocking pool even if the client
+    // goes away, so that no deletion escapes the audit log.
+    let done = tokio::task::spawn_blocking(move || {
+        let mut total = strata_engine::DeleteReport::default();
+        let mut failed = None;
+        for set in &sets {
+            match engine.delete_series(&tenant, set, mint, maxt) {
+                Ok(r) => {
+                    total.head_series += r.head_series;
+                    total.block_series += r.block_series;
+                    total.blocks += r.blocks;
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        let result = if failed.is_some() { "error" } else { "success" };
+        metrics.deletions.inc(&[&tenant, result]);
+        metrics
+            .deleted_series
+            .add(&[&tenant, "head"], total.head_series as f64);
+        metrics
+            .deleted_series
+            .add(&[&tenant, "block"], total.block_series as f64);
+        let record = crate::audit::DeletionRecord {
+            time: crate::api::rfc3339(now_ms()),
+            event: "delete_series",
+            tenant,
+            matchers: raw,
+            start_ms: start,
+            end_ms: end,
+            remote_addr,
+            head_series: total.head_series,
+            block_series: total.block_series,
+            blocks: total.blocks,
+            result,
+            error: failed.as_ref().map(ToString::to_string),
+        };
+        let audited = record.record(&engine.options().data_dir);
+        (failed, audited)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("deletion task failed: {e}")))?;
+    match done {
+        (Some(e), _) => Err(e.into()),
+        (None, Err(e)) => {
+            tracing::error!(error = %e, "writing the audit log failed after a deletion");
+            Err(ApiError::internal(format!(
+                "the series were deleted, but appending to the audit log failed: {e}"
+            )))
+        }
+        (None, Ok(())) => Ok(axum::http::StatusCode::NO_CONTENT.into_response()),
+    }
 }
 
 async fn format_query(p: Params) -> Result<Response, ApiError> {

@@ -247,6 +247,10 @@ pub struct SelfMetrics {
     pub limits_exceeded: CounterVec,
     /// Query latency by endpoint.
     pub query_duration: HistogramVec,
+    /// Series deletion requests by tenant and result (`success`, `error`).
+    pub deletions: CounterVec,
+    /// Series given deleted intervals by deletions, by tenant and where (`head`, `block`).
+    pub deleted_series: CounterVec,
 }
 
 impl Default for SelfMetrics {
@@ -289,6 +293,16 @@ impl Default for SelfMetrics {
                 &["endpoint"],
                 LATENCY_BUCKETS,
             ),
+            deletions: CounterVec::new(
+                "strata_series_deletions_total",
+                "Series deletion requests (admin delete_series), by tenant and result.",
+                &[LABEL_TENANT, "result"],
+            ),
+            deleted_series: CounterVec::new(
+                "strata_deleted_series_total",
+                "Series given a deleted interval by deletions, by tenant and where (head, block; block series count once per block).",
+                &[LABEL_TENANT, "where"],
+            ),
         }
     }
 }
@@ -304,6 +318,8 @@ impl SelfMetrics {
         self.exemplars_ingested.render(&mut out);
         self.limits_exceeded.render(&mut out);
         self.query_duration.render(&mut out);
+        self.deletions.render(&mut out);
+        self.deleted_series.render(&mut out);
         let mut last_name = "";
         for g in gauges {
             if g.name != last_name {
