@@ -22,6 +22,9 @@ use serde::Serialize;
 /// File name of the audit log inside the data directory.
 pub const AUDIT_LOG_FILE: &str = "audit.log";
 
+/// Format version written in every line (`"version"`).
+pub const AUDIT_FORMAT_VERSION: u32 = 1;
+
 /// `tracing` target of audit events.
 pub const AUDIT_TARGET: &str = "strata::audit";
 
@@ -31,6 +34,8 @@ static AUDIT_LOCK: Mutex<()> = Mutex::new(());
 /// One series deletion, as recorded in the audit log.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct DeletionRecord {
+    /// [`AUDIT_FORMAT_VERSION`].
+    pub version: u32,
     /// When the deletion finished, RFC 3339 UTC.
     pub time: String,
     /// Always `delete_series`.
@@ -99,6 +104,7 @@ mod tests {
     fn appends_one_json_line_per_deletion() {
         let dir = tempfile::tempdir().unwrap();
         let mut rec = DeletionRecord {
+            version: AUDIT_FORMAT_VERSION,
             time: "2026-01-02T03:04:05Z".into(),
             event: "delete_series",
             tenant: "team-a".into(),
@@ -125,7 +131,7 @@ mod tests {
         assert_eq!(
             lines[0],
             serde_json::json!({
-                "time": "2026-01-02T03:04:05Z", "event": "delete_series", "tenant": "team-a",
+                "version": 1, "time": "2026-01-02T03:04:05Z", "event": "delete_series", "tenant": "team-a",
                 "matchers": ["up{job=\"x\"}"], "start_ms": 1000, "end_ms": null,
                 "remote_addr": "127.0.0.1:5000", "head_series": 2, "block_series": 3,
                 "blocks": 1, "result": "success"

@@ -771,6 +771,7 @@ async fn delete_series(
             .deleted_series
             .add(&[&tenant, "block"], total.block_series as f64);
         let record = crate::audit::DeletionRecord {
+            version: crate::audit::AUDIT_FORMAT_VERSION,
             time: crate::api::rfc3339(now_ms()),
             event: "delete_series",
             tenant,

@@ -155,6 +155,7 @@ async fn check_deletes(persist: bool) {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 2, "{log}");
+    assert_eq!(lines[0]["version"], 1);
     assert_eq!(lines[0]["tenant"], "anonymous");
     assert_eq!(lines[0]["matchers"][0], "up{instance=\"a\"}");
     assert_eq!(lines[0]["start_ms"], 300_000);
