@@ -230,7 +230,11 @@ enum Active {
 pub struct SeriesIter {
     segments: std::vec::IntoIter<Segment>,
     active: Option<Active>,
+    /// Deleted intervals, sorted and merged.
     deleted: Vec<(i64, i64)>,
+    /// First interval of `deleted` that may still hold a later sample (samples come in
+    /// ascending time, so it only moves forward).
+    del_pos: usize,
     cur: Option<(i64, f64)>,
     err: Option<Error>,
 }
@@ -275,14 +279,22 @@ impl SeriesIter {
         Ok(SeriesIter {
             segments: segments.into_iter(),
             active: None,
-            deleted,
+            deleted: normalize_intervals(deleted),
+            del_pos: 0,
             cur: None,
             err: None,
         })
     }
 
-    fn is_deleted(&self, t: i64) -> bool {
-        self.deleted.iter().any(|&(a, b)| t >= a && t <= b)
+    /// True if `t` is deleted. Calls must come with non-decreasing `t`.
+    fn is_deleted(&mut self, t: i64) -> bool {
+        while let Some(&(_, b)) = self.deleted.get(self.del_pos) {
+            if b >= t {
+                break;
+            }
+            self.del_pos += 1;
+        }
+        self.deleted.get(self.del_pos).is_some_and(|&(a, _)| a <= t)
     }
 
     fn activate(&mut self, seg: Segment) -> bool {
@@ -369,14 +381,13 @@ impl SeriesIter {
                 }
             }
         }
+        let mut sought = None;
         match self.active.as_mut() {
             Some(Active::Chunk(it)) => {
-                if let Some(s) = it.seek(t) {
-                    if self.deleted.is_empty() || !self.is_deleted(s.0) {
-                        self.cur = Some(s);
-                        return Some(s);
-                    }
-                } else if let Some(e) = it.take_err() {
+                sought = it.seek(t);
+                if sought.is_none()
+                    && let Some(e) = it.take_err()
+                {
                     self.err = Some(Error::Chunk(e));
                     return None;
                 }
@@ -386,6 +397,12 @@ impl SeriesIter {
                 *i += rest.partition_point(|s| s.0 < t);
             }
             None => {}
+        }
+        if let Some(s) = sought
+            && (self.deleted.is_empty() || !self.is_deleted(s.0))
+        {
+            self.cur = Some(s);
+            return Some(s);
         }
         loop {
             let s = self.next_sample()?;
@@ -399,6 +416,23 @@ impl SeriesIter {
     pub fn take_err(&mut self) -> Option<Error> {
         self.err.take()
     }
+}
+
+/// Sorts intervals and merges overlapping and adjacent ones (the intervals of a merged series
+/// come from several sources).
+fn normalize_intervals(mut v: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+    if v.len() < 2 {
+        return v;
+    }
+    v.sort_unstable();
+    let mut out: Vec<(i64, i64)> = Vec::with_capacity(v.len());
+    for (a, b) in v {
+        match out.last_mut() {
+            Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
 }
 
 fn flush_group(mut group: Vec<ChunkSource>) -> Result<Segment> {
@@ -642,6 +676,34 @@ mod tests {
         let mut it = SeriesIter::new(vec![src(&samples, 0)], vec![]).unwrap();
         assert_eq!(it.seek(1234), Some((1240, 124.0)));
         assert_eq!(it.seek(5000), None);
+    }
+
+    #[test]
+    fn deleted_intervals_from_several_sources_merge() {
+        let samples: Vec<(i64, f64)> = (0..300).map(|i| (i * 10, i as f64)).collect();
+        let chunks = || samples.chunks(120).map(|c| src(c, 0)).collect::<Vec<_>>();
+        // Unsorted, overlapping and adjacent, as a block's and the head's intervals arrive.
+        let deleted = vec![
+            (2500, 2600),
+            (1500, 1990),
+            (1000, 1600),
+            (2601, 2700),
+            (5, 5),
+        ];
+        let want: Vec<(i64, f64)> = samples
+            .iter()
+            .copied()
+            .filter(|&(t, _)| !(1000..=1990).contains(&t) && !(2500..=2700).contains(&t))
+            .collect();
+        assert_eq!(
+            collect(SeriesIter::new(chunks(), deleted.clone()).unwrap()),
+            want
+        );
+        let mut it = SeriesIter::new(chunks(), deleted).unwrap();
+        assert_eq!(it.seek(990), Some((990, 99.0)));
+        assert_eq!(it.seek(1000), Some((2000, 200.0)));
+        assert_eq!(it.seek(2500), Some((2710, 271.0)));
+        assert_eq!(it.next_sample(), Some((2720, 272.0)));
     }
 
     #[test]
