@@ -31,7 +31,9 @@
 //!
 //! Block tombstones are durable when [`write_tombstones`] returns (temp file, fsync, rename,
 //! fsync of the directory). The head record is durable per the WAL sync mode before the call
-//! returns, as an append is; a crash before that loses the head part of the deletion only.
+//! returns, as an append is. The head is handled first, then the blocks one by one: a crash or
+//! an I/O error part-way leaves a deletion that covers some sources and not others, and the
+//! error is returned; deleting is idempotent, so the caller repeats the request.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
