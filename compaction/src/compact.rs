@@ -198,7 +198,8 @@ fn merge_into(
     }
     let chunk_samples = opts.chunk_samples.max(1);
     let mut parts: Vec<(usize, ChunkMeta)> = Vec::new();
-    let mut deleted: Vec<(i64, i64)> = Vec::new();
+    // Per input, the current series' tombstoned intervals in that input.
+    let mut deleted: Vec<Vec<(i64, i64)>> = vec![Vec::new(); cursors.len()];
     // The smallest label set among the cursors; ties are the same series.
     while let Some(labels) = cursors
         .iter()
@@ -207,15 +208,23 @@ fn merge_into(
         .cloned()
     {
         parts.clear();
-        deleted.clear();
+        deleted.iter_mut().for_each(Vec::clear);
+        let mut touched = false;
         for (i, c) in cursors.iter_mut().enumerate() {
             let matches = c.current.as_ref().is_some_and(|(_, l, _)| *l == labels);
             if !matches {
                 continue;
             }
             if let Some((id, _, chunks)) = c.current.take() {
+                let dels = c.block.tombstones().intervals(id);
+                touched |= chunks.iter().any(|m| {
+                    dels.iter()
+                        .any(|&(a, b)| a <= m.max_time && b >= m.min_time)
+                });
                 parts.extend(chunks.into_iter().map(|m| (i, m)));
-                deleted.extend_from_slice(c.block.tombstones().intervals(id));
+                if let Some(d) = deleted.get_mut(i) {
+                    d.extend_from_slice(dels);
+                }
             }
             c.advance()?;
         }
@@ -223,7 +232,7 @@ fn merge_into(
             .iter()
             .map(|(_, m)| u64::from(m.num_samples))
             .sum::<u64>();
-        let written = if can_copy(&parts, &deleted, chunk_samples) {
+        let written = if !touched && can_copy(&parts, chunk_samples) {
             report.series_copied += 1;
             copy_series(blocks, writer, &labels, &mut parts)?
         } else {
@@ -237,22 +246,19 @@ fn merge_into(
     Ok(())
 }
 
-/// True if the series' chunks can be written as they are.
-fn can_copy(parts: &[(usize, ChunkMeta)], deleted: &[(i64, i64)], chunk_samples: usize) -> bool {
+/// True if the series' chunks (untouched by tombstones) can be written as they are.
+fn can_copy(parts: &[(usize, ChunkMeta)], chunk_samples: usize) -> bool {
     let mut spans: Vec<(i64, i64, u32)> = parts
         .iter()
         .map(|(_, m)| (m.min_time, m.max_time, m.num_samples))
         .collect();
     spans.sort_unstable();
     let disjoint = spans.windows(2).all(|w| w[1].0 > w[0].1);
-    let untouched = !deleted
-        .iter()
-        .any(|&(a, b)| spans.iter().any(|&(lo, hi, _)| a <= hi && b >= lo));
     // Re-chunking pays when two neighbouring chunks would fit in one.
     let joinable = spans
         .windows(2)
         .any(|w| (w[0].2 as usize).saturating_add(w[1].2 as usize) <= chunk_samples);
-    disjoint && untouched && !joinable
+    disjoint && !joinable
 }
 
 fn copy_series(
@@ -293,7 +299,7 @@ fn reencode_series(
     writer: &mut BlockWriter,
     labels: &Labels,
     parts: &[(usize, ChunkMeta)],
-    deleted: &[(i64, i64)],
+    deleted: &[Vec<(i64, i64)>],
     chunk_samples: usize,
 ) -> Result<(u64, u64)> {
     let mut sources = Vec::with_capacity(parts.len());
@@ -301,15 +307,18 @@ fn reencode_series(
         let b = blocks
             .get(*i)
             .ok_or(CompactionError::Internal("cursor index"))?;
-        sources.push(ChunkSource {
+        let c = ChunkSource {
             min_time: m.min_time,
             max_time: m.max_time,
             encoding: Encoding::from_u8(m.encoding).map_err(strata_engine::Error::from)?,
             data: b.chunk(m)?,
             priority: 0,
-        });
+        };
+        // A block's tombstones apply to its own chunks only, as on the select path.
+        let dels = deleted.get(*i).map_or(&[][..], Vec::as_slice);
+        sources.extend(c.without_deleted(dels)?);
     }
-    let mut it = SeriesIter::new(sources, deleted.to_vec())?;
+    let mut it = SeriesIter::new(sources, Vec::new())?;
     let mut samples = Vec::new();
     while let Some(s) = it.next_sample() {
         samples.push(s);

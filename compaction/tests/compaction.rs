@@ -82,31 +82,55 @@ fn value(series: usize, t: i64) -> f64 {
     (series as f64) * 1000.0 + (t / 1000) as f64 * 0.5
 }
 
-/// Adds a tombstone `[a, b]` (clipped to the block) for series `s` to the block at `idx` and
-/// reopens; applies it to the model.
-fn tombstone(dir: &std::path::Path, idx: usize, s: usize, a: i64, b: i64, model: &mut Model) {
+/// Deletes `[a, b]` of series `s` as the delete API does: a tombstone, clipped to the block,
+/// in every block holding the series in that range (only blocks from index `first` on, to also
+/// cover partial deletions); reopens and applies the deletion to the model.
+fn tombstone(dir: &std::path::Path, first: usize, s: usize, a: i64, b: i64, model: &mut Model) {
     let db = open(dir);
     let blocks = db.blocks();
-    let Some(block) = blocks.get(idx % blocks.len().max(1)) else {
-        return;
-    };
     let labels = series(s);
-    let ids = block.all_postings();
-    let Some(id) = ids
-        .iter()
-        .find(|&id| block.series(id).map(|(l, _)| l == labels).unwrap_or(false))
-    else {
-        return;
-    };
-    let (lo, hi) = (a.max(block.meta().min_time), b.min(block.meta().max_time));
-    if lo > hi {
-        return;
+    let first = first % blocks.len().max(1);
+    let mut deleted = Vec::new();
+    let mut kept = Vec::new();
+    for (k, block) in blocks.iter().enumerate() {
+        let ids = block.all_postings();
+        let Some(id) = ids
+            .iter()
+            .find(|&id| block.series(id).map(|(l, _)| l == labels).unwrap_or(false))
+        else {
+            continue;
+        };
+        let (lo, hi) = (a.max(block.meta().min_time), b.min(block.meta().max_time));
+        if lo > hi {
+            continue;
+        }
+        let (_, chunks) = block.series(id).unwrap();
+        let mut held = Vec::new();
+        for c in chunks {
+            let samples = strata_engine::chunk::decode_all(
+                strata_engine::chunk::Encoding::from_u8(c.encoding).unwrap(),
+                block.chunk(&c).unwrap(),
+            )
+            .unwrap();
+            held.extend(
+                samples
+                    .into_iter()
+                    .map(|p| p.0)
+                    .filter(|&t| t >= lo && t <= hi && !block.tombstones().is_deleted(id, t)),
+            );
+        }
+        if k < first {
+            // Blocks before `first` are not touched: they keep what they hold.
+            kept.extend(held);
+            continue;
+        }
+        let mut t = block.tombstones().clone();
+        t.add(id, lo, hi);
+        write_tombstones(block.dir(), &t).unwrap();
+        deleted.extend(held);
     }
-    let mut t = block.tombstones().clone();
-    t.add(id, lo, hi);
-    write_tombstones(block.dir(), &t).unwrap();
     if let Some(m) = model.get_mut(&labels) {
-        m.retain(|&ts, _| ts < lo || ts > hi);
+        m.retain(|t, _| !deleted.contains(t) || kept.contains(t));
         if m.is_empty() {
             model.remove(&labels);
         }

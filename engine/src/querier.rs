@@ -18,8 +18,8 @@
 //! buffer. [`SeriesIter`] sorts the chunks by start time, streams chunks that do not overlap any
 //! other straight from their decoder (the common case), and decodes and merges groups of
 //! overlapping chunks, keeping one sample per timestamp: the one from the highest-priority
-//! source (in-order data before out-of-order data, then source order). Tombstoned intervals are
-//! skipped.
+//! source (in-order data before out-of-order data, then source order). A block's tombstoned
+//! intervals remove samples of that block's chunks only ([`ChunkSource::without_deleted`]).
 
 use std::sync::Arc;
 
@@ -143,6 +143,34 @@ pub struct ChunkSource {
 }
 
 impl ChunkSource {
+    /// Applies tombstoned intervals (inclusive ms) to this chunk: unchanged if none touches
+    /// it, otherwise decoded, filtered and re-encoded in memory (tombstones are rare and
+    /// compaction removes them), `None` if nothing is left. Tombstones of a block apply to that
+    /// block's chunks only, so samples written after a deletion (a later backfill into the same
+    /// range) stay visible.
+    pub fn without_deleted(self, deleted: &[(i64, i64)]) -> Result<Option<ChunkSource>> {
+        if !deleted
+            .iter()
+            .any(|&(a, b)| a <= self.max_time && b >= self.min_time)
+        {
+            return Ok(Some(self));
+        }
+        let mut samples = crate::chunk::decode_all(self.encoding, self.data)?;
+        samples.retain(|&(t, _)| !deleted.iter().any(|&(a, b)| t >= a && t <= b));
+        let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+            return Ok(None);
+        };
+        let (min_time, max_time) = (first.0, last.0);
+        let (encoding, data) = crate::chunk::encode_best(&samples);
+        Ok(Some(ChunkSource {
+            min_time,
+            max_time,
+            encoding,
+            data: Bytes::from(data),
+            priority: self.priority,
+        }))
+    }
+
     fn from_head(c: &HeadChunk, ooo: bool) -> Self {
         ChunkSource {
             min_time: c.min_time,
@@ -453,24 +481,26 @@ impl Querier {
             let tomb = block.tombstones();
             for id in &ids {
                 let (labels, metas) = block.series(id)?;
+                let deleted = tomb.intervals(id);
                 let mut chunks = Vec::new();
                 for m in metas
                     .iter()
                     .filter(|m| m.max_time >= mint && m.min_time <= maxt)
                 {
-                    chunks.push(ChunkSource {
+                    let c = ChunkSource {
                         min_time: m.min_time,
                         max_time: m.max_time,
                         encoding: Encoding::from_u8(m.encoding)?,
                         data: block.chunk(m)?,
                         priority: 0,
-                    });
+                    };
+                    chunks.extend(c.without_deleted(deleted)?);
                 }
                 if !chunks.is_empty() {
                     out.push(Series {
                         labels,
                         chunks,
-                        deleted: tomb.intervals(id).to_vec(),
+                        deleted: Vec::new(),
                     });
                 }
             }
