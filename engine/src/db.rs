@@ -405,6 +405,13 @@ impl TenantDb {
         Ok(meta)
     }
 
+    /// Unlists the loaded blocks with the ids in `ids` and removes their directories (a
+    /// compaction whose inputs held only deleted samples). The caller should hold
+    /// [`TenantDb::lock_maintenance`].
+    pub fn retire_blocks(&self, ids: &[String]) -> Result<Vec<BlockMeta>> {
+        self.delete_blocks(|b| ids.contains(&b.meta().id), "compacted away")
+    }
+
     /// Takes the tenant's maintenance lock. Whoever replaces or rewrites blocks (compaction,
     /// downsampling, deletion, retention) holds it, so that one never works from a block list
     /// that another is changing.
@@ -1288,13 +1295,13 @@ impl Engine {
 }
 
 /// Encodes a series' samples into block chunks of at most `chunk_samples` (best encoding
-/// each) and adds the series to the block being written.
-fn add_series_samples(
+/// each) and adds the series to the block being written. Returns the bytes of chunk data.
+pub fn add_series_samples(
     writer: &mut BlockWriter,
     labels: &Labels,
     samples: &[(i64, f64)],
     chunk_samples: usize,
-) -> Result<()> {
+) -> Result<u64> {
     let encoded: Vec<(i64, i64, u32, u8, Vec<u8>)> = samples
         .chunks(chunk_samples.max(1))
         .filter_map(|c| {
@@ -1308,7 +1315,7 @@ fn add_series_samples(
         .map(|(a, b, n, e, d)| (*a, *b, *n, *e, d.as_slice()))
         .collect();
     writer.add_series(labels, &refs)?;
-    Ok(())
+    Ok(encoded.iter().map(|e| e.4.len() as u64).sum())
 }
 
 /// Bytes of the files under a directory.

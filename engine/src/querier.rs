@@ -18,10 +18,10 @@
 //! buffer. [`SeriesIter`] sorts the chunks by start time, streams chunks that do not overlap any
 //! other straight from their decoder (the common case), and decodes and merges groups of
 //! overlapping chunks, keeping one sample per timestamp: the one from the highest-priority
-//! source (in-order data before out-of-order data, then source order). Deleted intervals — the
-//! tombstones of blocks and the head's deleted intervals — are skipped; the intervals of all
-//! sources of a series apply to its merged samples, and chunks lying wholly inside one interval
-//! are not read at all.
+//! source (in-order data before out-of-order data, then source order). Deleted intervals apply
+//! to their own source only: a block's tombstones to that block's chunks, the head's deleted
+//! intervals to head chunks ([`ChunkSource::without_deleted`]), so samples written later into
+//! a deleted range by another source (a backfill) stay visible.
 
 use std::sync::Arc;
 
@@ -145,6 +145,34 @@ pub struct ChunkSource {
 }
 
 impl ChunkSource {
+    /// Applies tombstoned intervals (inclusive ms) to this chunk: unchanged if none touches
+    /// it, otherwise decoded, filtered and re-encoded in memory (tombstones are rare and
+    /// compaction removes them), `None` if nothing is left. Tombstones of a block apply to that
+    /// block's chunks only, so samples written after a deletion (a later backfill into the same
+    /// range) stay visible.
+    pub fn without_deleted(self, deleted: &[(i64, i64)]) -> Result<Option<ChunkSource>> {
+        if !deleted
+            .iter()
+            .any(|&(a, b)| a <= self.max_time && b >= self.min_time)
+        {
+            return Ok(Some(self));
+        }
+        let mut samples = crate::chunk::decode_all(self.encoding, self.data)?;
+        samples.retain(|&(t, _)| !deleted.iter().any(|&(a, b)| t >= a && t <= b));
+        let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+            return Ok(None);
+        };
+        let (min_time, max_time) = (first.0, last.0);
+        let (encoding, data) = crate::chunk::encode_best(&samples);
+        Ok(Some(ChunkSource {
+            min_time,
+            max_time,
+            encoding,
+            data: Bytes::from(data),
+            priority: self.priority,
+        }))
+    }
+
     fn from_head(c: &HeadChunk, ooo: bool) -> Self {
         ChunkSource {
             min_time: c.min_time,
@@ -490,24 +518,26 @@ impl Querier {
             let tomb = block.tombstones();
             for id in &ids {
                 let (labels, metas) = block.series(id)?;
+                let deleted = tomb.intervals(id);
                 let mut chunks = Vec::new();
                 for m in metas
                     .iter()
                     .filter(|m| m.max_time >= mint && m.min_time <= maxt)
                 {
-                    chunks.push(ChunkSource {
+                    let c = ChunkSource {
                         min_time: m.min_time,
                         max_time: m.max_time,
                         encoding: Encoding::from_u8(m.encoding)?,
                         data: block.chunk(m)?,
                         priority: 0,
-                    });
+                    };
+                    chunks.extend(c.without_deleted(deleted)?);
                 }
                 if !chunks.is_empty() {
                     out.push(Series {
                         labels,
                         chunks,
-                        deleted: tomb.intervals(id).to_vec(),
+                        deleted: Vec::new(),
                     });
                 }
             }
@@ -516,15 +546,23 @@ impl Querier {
             let refs = self.head.select_refs(matchers);
             for r in &refs {
                 if let Some(d) = self.head.series_data(r, mint, maxt) {
-                    out.push(Series {
-                        labels: d.labels,
-                        chunks: d
-                            .chunks
-                            .iter()
-                            .map(|(c, ooo)| ChunkSource::from_head(c, *ooo))
-                            .collect(),
-                        deleted: d.deleted,
-                    });
+                    let mut chunks = Vec::with_capacity(d.chunks.len());
+                    for (c, ooo) in &d.chunks {
+                        let c = ChunkSource::from_head(c, *ooo);
+                        if d.deleted.is_empty() {
+                            chunks.push(c);
+                        } else {
+                            chunks.extend(c.without_deleted(&d.deleted)?);
+                        }
+                    }
+                    // A series whose selected samples are all deleted is not selected.
+                    if !chunks.is_empty() {
+                        out.push(Series {
+                            labels: d.labels,
+                            chunks,
+                            deleted: Vec::new(),
+                        });
+                    }
                 }
             }
         }
@@ -540,19 +578,6 @@ impl Querier {
                 _ => merged.push(s),
             }
         }
-        // Chunks whose samples are all deleted are dropped, and so are series left without
-        // chunks: a fully deleted series is not selected (it does not show in series lookups).
-        merged.retain_mut(|s| {
-            if !s.deleted.is_empty() {
-                let deleted = &s.deleted;
-                s.chunks.retain(|c| {
-                    !deleted
-                        .iter()
-                        .any(|&(a, b)| a <= c.min_time && c.max_time <= b)
-                });
-            }
-            !s.chunks.is_empty()
-        });
         Ok(merged)
     }
 

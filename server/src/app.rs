@@ -44,6 +44,103 @@ pub struct AppState {
     pub traces: Arc<TraceStore>,
     /// Span metrics and service-graph metrics derived from incoming spans.
     pub spanmetrics: Arc<crate::spanmetrics::SpanMetrics>,
+    /// Compactor settings (`None`: background compaction disabled) and counters.
+    pub compaction: Arc<Compaction>,
+}
+
+/// The compactor's settings and counters, shared by the maintenance loop, the
+/// `clean_tombstones` endpoint and `/metrics`.
+#[derive(Debug, Default)]
+pub struct Compaction {
+    /// Settings; `None` when background compaction is disabled (explicit rewrites such as
+    /// `clean_tombstones` then use the defaults).
+    pub options: Option<strata_compaction::CompactorOptions>,
+    /// Work done since start.
+    pub stats: strata_compaction::CompactionStats,
+}
+
+impl Compaction {
+    /// Options for explicit rewrites: the configured ones, or the defaults.
+    pub fn options_or_default(&self) -> strata_compaction::CompactorOptions {
+        self.options.clone().unwrap_or_default()
+    }
+
+    /// Runs due compactions on every tenant (no-op when disabled). Errors are logged and
+    /// counted; one tenant's failure does not stop the others.
+    pub fn run(&self, engine: &Engine) {
+        let Some(opts) = &self.options else {
+            return;
+        };
+        for id in engine.tenant_ids() {
+            if let Some(t) = engine.existing_tenant(&id) {
+                // Failures are logged and counted inside.
+                let _ = strata_compaction::compact_tenant(&t, opts, &self.stats);
+            }
+        }
+    }
+
+    /// Appends the compaction counters in the Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &self.stats;
+        let families: [(&str, &str, &str, f64); 8] = [
+            (
+                "strata_compactions_total",
+                "counter",
+                "Compactions completed.",
+                s.completed.load(Relaxed) as f64,
+            ),
+            (
+                "strata_compactions_failed_total",
+                "counter",
+                "Compactions that failed.",
+                s.failed.load(Relaxed) as f64,
+            ),
+            (
+                "strata_compactions_running",
+                "gauge",
+                "Compactions running now.",
+                s.running.load(Relaxed) as f64,
+            ),
+            (
+                "strata_compaction_blocks_in_total",
+                "counter",
+                "Input blocks merged by compactions.",
+                s.blocks_in.load(Relaxed) as f64,
+            ),
+            (
+                "strata_compaction_samples_in_total",
+                "counter",
+                "Samples read by compactions.",
+                s.samples_in.load(Relaxed) as f64,
+            ),
+            (
+                "strata_compaction_samples_out_total",
+                "counter",
+                "Samples written by compactions.",
+                s.samples_out.load(Relaxed) as f64,
+            ),
+            (
+                "strata_compaction_duration_seconds_total",
+                "counter",
+                "Wall time spent in completed compactions.",
+                s.duration_us.load(Relaxed) as f64 / 1e6,
+            ),
+            (
+                "strata_compaction_last_duration_seconds",
+                "gauge",
+                "Wall time of the last completed compaction.",
+                s.last_duration_us.load(Relaxed) as f64 / 1e6,
+            ),
+        ];
+        for (name, kind, help, v) in families {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        }
+    }
 }
 
 /// Options of the HTTP layer.
@@ -85,12 +182,22 @@ impl AppState {
             started: Instant::now(),
             start_time: SystemTime::now(),
             spanmetrics: Arc::new(crate::spanmetrics::SpanMetrics::default()),
+            compaction: Arc::new(Compaction::default()),
             traces: Arc::new(TraceStore::empty(TraceOptions {
                 data_dir: options.data_dir.clone().into(),
                 ..TraceOptions::default()
             })),
             options: Arc::new(options),
         }
+    }
+
+    /// Uses these compactor settings (the default state has background compaction disabled).
+    pub fn with_compaction(mut self, options: Option<strata_compaction::CompactorOptions>) -> Self {
+        self.compaction = Arc::new(Compaction {
+            options,
+            stats: strata_compaction::CompactionStats::default(),
+        });
+        self
     }
 
     /// Uses an opened trace store (the default one starts empty under the data directory).
@@ -250,7 +357,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
     }
     // Same-name gauges must be adjacent in the text format.
     gauges.sort_by(|a, b| a.name.cmp(b.name));
-    let text = state.metrics.render(&gauges);
+    let mut text = state.metrics.render(&gauges);
+    state.compaction.render(&mut text);
     (
         [(
             header::CONTENT_TYPE,

@@ -59,6 +59,32 @@ pub struct Config {
     pub logs: crate::loki::LogsConfig,
     /// The trace store (`[traces]`).
     pub traces: TracesConfig,
+    /// Block compaction (`[compaction]`).
+    pub compaction: CompactionConfig,
+}
+
+/// `[compaction]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompactionConfig {
+    /// Run compaction in the background maintenance. Default: true.
+    pub enabled: bool,
+    /// Block ranges of the compaction levels above `storage.block_range`, ascending; each a
+    /// multiple of the previous one. Default: `["6h", "24h"]`.
+    pub ranges: Vec<String>,
+    /// Most bytes of chunk data a compaction writes per second (`0`: unlimited). Default:
+    /// `64MiB`.
+    pub max_write_rate: String,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        CompactionConfig {
+            enabled: true,
+            ranges: vec!["6h".into(), "24h".into()],
+            max_write_rate: "64MiB".into(),
+        }
+    }
 }
 
 /// `[traces]` section.
@@ -416,7 +442,52 @@ impl Config {
         parse_size(&self.storage.retention_size).map_err(|m| invalid("storage.retention_size", m))
     }
 
-    /// The maintenance interval.
+    /// The compactor's options (`None` if compaction is disabled). Level ranges start with the
+    /// head's block range.
+    pub fn compactor_options(
+        &self,
+        engine: &EngineOptions,
+    ) -> Result<Option<strata_compaction::CompactorOptions>, ConfigError> {
+        let c = &self.compaction;
+        let mut ranges = vec![engine.head.block_range_ms];
+        for r in &c.ranges {
+            let ms = i64::try_from(
+                parse_duration(r)
+                    .map_err(|m| invalid("compaction.ranges", m))?
+                    .as_millis(),
+            )
+            .unwrap_or(i64::MAX);
+            let prev = ranges.last().copied().unwrap_or(1).max(1);
+            if ms <= prev || ms % prev != 0 {
+                return Err(invalid(
+                    "compaction.ranges",
+                    format!(
+                        "{r:?} must be larger than and a multiple of the previous range \
+                         ({prev} ms; the first is storage.block_range)"
+                    ),
+                ));
+            }
+            if ms > 31 * 86_400_000 {
+                return Err(invalid("compaction.ranges", format!("{r:?} exceeds 31d")));
+            }
+            ranges.push(ms);
+        }
+        let rate =
+            parse_size(&c.max_write_rate).map_err(|m| invalid("compaction.max_write_rate", m))?;
+        if !c.enabled {
+            return Ok(None);
+        }
+        Ok(Some(strata_compaction::CompactorOptions {
+            ranges_ms: ranges,
+            merge: strata_compaction::MergeOptions {
+                chunk_samples: engine.block_chunk_samples,
+                max_write_bytes_per_sec: rate,
+            },
+            ..strata_compaction::CompactorOptions::default()
+        }))
+    }
+
+    /// How often the background maintenance runs.
     pub fn maintenance_interval(&self) -> Result<Duration, ConfigError> {
         let d = parse_duration(&self.storage.maintenance_interval)
             .map_err(|m| invalid("storage.maintenance_interval", m))?;

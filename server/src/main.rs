@@ -2,7 +2,7 @@
 //!
 //! Opens the data directory (removing blocks left incomplete by a crash, loading blocks,
 //! replaying each tenant's WAL into its head), runs background maintenance (cutting blocks from
-//! the head, deleting blocks past the retention) and shuts down cleanly on SIGINT/SIGTERM: maintenance stops, every WAL is synced,
+//! the head, compacting blocks, deleting blocks past the retention) and shuts down cleanly on SIGINT/SIGTERM: maintenance stops, every WAL is synced,
 //! then the process exits.
 
 use std::path::PathBuf;
@@ -252,6 +252,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .or_else(|| cfg.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from("./data"));
     let opts = cfg.engine_options(data_dir.clone())?;
+    let compactor = cfg.compactor_options(&opts)?;
     let interval = cfg.maintenance_interval()?;
     let retention_ms = cfg.metrics_retention_ms()?;
     let retention_bytes = cfg.metrics_retention_size()?;
@@ -300,7 +301,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             t.set_max_series(limits.for_tenant(&id).max_series);
         }
     }
-    let state = AppState::new(engine.clone(), limits, server_opts).with_traces(traces.clone());
+    let state = AppState::new(engine.clone(), limits, server_opts)
+        .with_traces(traces.clone())
+        .with_compaction(compactor);
     let state = strata_server::loki::install(state, &cfg, engine.options())?;
     let logs = state.loki.clone();
     let otlp_grpc = otlp_listener_addr(
@@ -423,6 +426,7 @@ async fn run(
         }
     });
     let maint_engine = engine.clone();
+    let maint_compaction = state.compaction.clone();
     let maintenance = tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -430,9 +434,13 @@ async fn run(
         loop {
             tick.tick().await;
             let e = maint_engine.clone();
-            // Errors are logged inside `maintain` and `apply_retention`; the loop keeps running.
+            let c = maint_compaction.clone();
+            // Errors are logged inside `maintain`, the compactor and `apply_retention`; the
+            // loop keeps running. Compaction runs after the cut so a new block is merged in
+            // the same round, and before retention so retention sees whole merged blocks.
             let _ = tokio::task::spawn_blocking(move || {
                 let _ = e.maintain();
+                c.run(&e);
                 e.apply_retention_and_size(retention_ms, retention_bytes)
             })
             .await;

@@ -55,6 +55,10 @@ pub fn routes() -> Router<AppState> {
             "/api/v1/admin/tsdb/delete_series",
             axum::routing::post(delete_series).put(delete_series),
         )
+        .route(
+            "/api/v1/admin/tsdb/clean_tombstones",
+            axum::routing::post(clean_tombstones).put(clean_tombstones),
+        )
 }
 
 fn now_ms() -> i64 {
@@ -800,6 +804,41 @@ async fn delete_series(
         }
         (None, Ok(())) => Ok(axum::http::StatusCode::NO_CONTENT.into_response()),
     }
+}
+
+/// `POST /api/v1/admin/tsdb/clean_tombstones`: rewrites the requesting tenant's blocks that
+/// carry tombstones without the deleted samples (one block at a time, under the tenant's
+/// maintenance lock, like any compaction). Answers 204 as Prometheus does. Audit-logged.
+async fn clean_tombstones(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let t = tenant(&headers)?;
+    let Some(db) = state.engine.existing_tenant(&t) else {
+        tracing::info!(target: "strata::audit", tenant = %t, blocks = 0, "admin: clean_tombstones (tenant has no metrics)");
+        return Ok(axum::response::IntoResponse::into_response(
+            axum::http::StatusCode::NO_CONTENT,
+        ));
+    };
+    let compaction = state.compaction.clone();
+    // Rewriting is bounded by the data, not by a query timeout.
+    let reports = run_blocking(Duration::from_secs(3600), move || {
+        strata_compaction::clean_tombstones(
+            &db,
+            &compaction.options_or_default(),
+            &compaction.stats,
+        )
+        .map_err(|e| ApiError::internal(format!("cleaning tombstones: {e}")))
+    })
+    .await?;
+    let removed: u64 = reports
+        .iter()
+        .map(|r| r.samples_in.saturating_sub(r.samples_out))
+        .sum();
+    tracing::info!(target: "strata::audit", tenant = %t, blocks = reports.len(), samples_removed = removed, "admin: clean_tombstones");
+    Ok(axum::response::IntoResponse::into_response(
+        axum::http::StatusCode::NO_CONTENT,
+    ))
 }
 
 async fn format_query(p: Params) -> Result<Response, ApiError> {

@@ -37,3 +37,5 @@ pub fn crash_sample(b: u64, i: usize) -> (i64, f64) {
     };
     (t, v)
 }
+
+pub mod harness;
