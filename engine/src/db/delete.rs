@@ -12,11 +12,12 @@
 //!
 //! As in Prometheus, a deletion removes what exists when it is made: in the head the interval is
 //! clamped to each series' data range `[oldest, newest]` at that moment, in blocks to the block
-//! range. A clamped head interval then applies to every sample of the series with a timestamp
-//! inside it, whatever its arrival time — an out-of-order sample appended later into a deleted
-//! interval is deleted too. Samples newer than the series' newest sample at deletion time (the
-//! normal case of continued ingestion) are never affected, even when the requested range was
-//! open-ended.
+//! range. A clamped head interval then applies to every head sample of the series with a
+//! timestamp inside it, whatever its arrival time — an out-of-order sample appended later into a
+//! deleted interval is deleted too. Samples newer than the series' newest sample at deletion
+//! time (the normal case of continued ingestion) are never affected, even when the requested
+//! range was open-ended. Intervals apply to their own source only (a block's tombstones to that
+//! block, the head's to the head), so a later backfill into a deleted range stays visible.
 //!
 //! # Locking
 //!

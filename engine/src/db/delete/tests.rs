@@ -335,6 +335,35 @@ fn checkpoint_keeps_only_tombstones_still_in_the_head() {
 }
 
 #[test]
+fn deletion_applies_to_the_data_that_existed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), HOUR);
+    write(&db, 1, 0, 15 * MIN, MIN);
+    db.delete_series(&cpu(0), 5 * MIN, 10 * MIN).unwrap();
+    // A backfill into the deleted range (its own block) stays visible: the head's deleted
+    // interval removes head samples only, as a block's tombstones remove that block's.
+    let backfill: BTreeMap<Labels, Vec<(i64, f64)>> = [(series(0), vec![(7 * MIN + 1, 42.0)])]
+        .into_iter()
+        .collect();
+    db.import(&backfill).unwrap();
+    let got = read(&db);
+    let s = &got[&series(0)];
+    assert!(s.contains(&(7 * MIN + 1, 42.0)), "{s:?}");
+    assert_eq!(s.len(), 15 - 6 + 1);
+    // An out-of-order sample appended later into the deleted interval is deleted too (the
+    // interval applies to head samples whatever their arrival time).
+    let l = series(0);
+    let rep = db
+        .append(&[AppendSeries {
+            labels: &l,
+            samples: &[(8 * MIN + 1, 1.0)],
+        }])
+        .unwrap();
+    assert_eq!(rep.out_of_order, 1);
+    assert_eq!(read(&db)[&series(0)].len(), 15 - 6 + 1);
+}
+
+#[test]
 fn deletion_never_touches_other_tenants() {
     let dir = tempfile::tempdir().unwrap();
     let (engine, _) = crate::db::Engine::open(opts(dir.path(), HOUR)).unwrap();
