@@ -157,13 +157,30 @@ impl ChunkSource {
         {
             return Ok(Some(self));
         }
+        // Wholly inside one interval: nothing to decode.
+        if deleted
+            .iter()
+            .any(|&(a, b)| a <= self.min_time && self.max_time <= b)
+        {
+            return Ok(None);
+        }
         let mut samples = crate::chunk::decode_all(self.encoding, self.data)?;
         samples.retain(|&(t, _)| !deleted.iter().any(|&(a, b)| t >= a && t <= b));
         let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
             return Ok(None);
         };
         let (min_time, max_time) = (first.0, last.0);
-        let (encoding, data) = crate::chunk::encode_best(&samples);
+        // The chunk lives for one query: encode it fast (Gorilla), not small, unless it holds
+        // more samples than a Gorilla chunk can.
+        let (encoding, data) = if samples.len() <= crate::chunk::GORILLA_MAX_SAMPLES {
+            let mut app = crate::chunk::GorillaAppender::new();
+            for &(t, v) in &samples {
+                app.append(t, v);
+            }
+            (Encoding::Gorilla, app.finish().into_vec())
+        } else {
+            crate::chunk::encode_best(&samples)
+        };
         Ok(Some(ChunkSource {
             min_time,
             max_time,
