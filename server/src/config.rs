@@ -482,6 +482,7 @@ impl Config {
             merge: strata_compaction::MergeOptions {
                 chunk_samples: engine.block_chunk_samples,
                 max_write_bytes_per_sec: rate,
+                rechunk: true,
             },
             ..strata_compaction::CompactorOptions::default()
         }))
