@@ -9,8 +9,8 @@
 //! Per series the merge picks one of two paths:
 //!
 //! * **Copy**: the chunks of all inputs are disjoint in time, no tombstone touches them and
-//!   they are already large (at least half the configured chunk size, or re-chunking would not
-//!   join any): the encoded bytes are copied as they are, without decoding.
+//!   re-chunking is off for this merge or would not join any two neighbours into one chunk of
+//!   the configured size: the encoded bytes are copied as they are, without decoding.
 //! * **Re-encode**: otherwise the samples are decoded through the same merge the select path
 //!   uses ([`SeriesIter`]: one sample per timestamp, the earlier input in block order wins,
 //!   tombstoned intervals dropped) and encoded again into chunks of the configured size. Small
@@ -69,6 +69,10 @@ pub struct MergeOptions {
     pub chunk_samples: usize,
     /// Chunk-data write rate limit in bytes per second (0: unlimited).
     pub max_write_bytes_per_sec: u64,
+    /// Join small neighbouring chunks by re-encoding them (denser, but costs a decode and an
+    /// encode per sample). The compactor asks for it only when writing a block of the top
+    /// level, so each sample is re-encoded once on its way up, not at every level.
+    pub rechunk: bool,
 }
 
 impl Default for MergeOptions {
@@ -76,6 +80,7 @@ impl Default for MergeOptions {
         MergeOptions {
             chunk_samples: chunk::DEFAULT_BLOCK_CHUNK_SAMPLES,
             max_write_bytes_per_sec: 0,
+            rechunk: true,
         }
     }
 }
@@ -232,7 +237,7 @@ fn merge_into(
             .iter()
             .map(|(_, m)| u64::from(m.num_samples))
             .sum::<u64>();
-        let written = if !touched && can_copy(&parts, chunk_samples) {
+        let written = if !touched && can_copy(&parts, chunk_samples, opts.rechunk) {
             report.series_copied += 1;
             copy_series(blocks, writer, &labels, &mut parts)?
         } else {
@@ -247,7 +252,7 @@ fn merge_into(
 }
 
 /// True if the series' chunks (untouched by tombstones) can be written as they are.
-fn can_copy(parts: &[(usize, ChunkMeta)], chunk_samples: usize) -> bool {
+fn can_copy(parts: &[(usize, ChunkMeta)], chunk_samples: usize, rechunk: bool) -> bool {
     let mut spans: Vec<(i64, i64, u32)> = parts
         .iter()
         .map(|(_, m)| (m.min_time, m.max_time, m.num_samples))
@@ -255,9 +260,10 @@ fn can_copy(parts: &[(usize, ChunkMeta)], chunk_samples: usize) -> bool {
     spans.sort_unstable();
     let disjoint = spans.windows(2).all(|w| w[1].0 > w[0].1);
     // Re-chunking pays when two neighbouring chunks would fit in one.
-    let joinable = spans
-        .windows(2)
-        .any(|w| (w[0].2 as usize).saturating_add(w[1].2 as usize) <= chunk_samples);
+    let joinable = rechunk
+        && spans
+            .windows(2)
+            .any(|w| (w[0].2 as usize).saturating_add(w[1].2 as usize) <= chunk_samples);
     disjoint && !joinable
 }
 

@@ -176,7 +176,15 @@ fn run_plan(
     stats: &CompactionStats,
 ) -> Result<CompactionReport> {
     stats.running.fetch_add(1, Ordering::Relaxed);
-    let res = compact_blocks(db, &p.inputs, p.min_time, p.max_time, &opts.merge);
+    // Re-chunk once, when the output reaches the top level (or for rewrites, which re-encode
+    // anyway); intermediate levels copy chunks.
+    let top = opts.ranges_ms.iter().copied().max().unwrap_or(0);
+    let span = p.max_time.saturating_sub(p.min_time).saturating_add(1);
+    let merge = MergeOptions {
+        rechunk: opts.merge.rechunk && (span >= top || !matches!(p.reason, Reason::Level(_))),
+        ..opts.merge.clone()
+    };
+    let res = compact_blocks(db, &p.inputs, p.min_time, p.max_time, &merge);
     stats.running.fetch_sub(1, Ordering::Relaxed);
     match &res {
         Ok(r) => {

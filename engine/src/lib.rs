@@ -19,6 +19,7 @@ pub mod labels;
 pub mod logs;
 pub mod querier;
 pub mod record;
+pub mod retention;
 pub mod traces;
 
 pub use db::{

@@ -141,6 +141,9 @@ pub struct TraceOptions {
     pub max_head_bytes: usize,
     /// Blocks whose newest span ended longer ago than this are deleted. Default: 30 days.
     pub retention: Duration,
+    /// Most bytes of trace blocks kept per tenant, oldest deleted first; 0: no limit.
+    /// Default: 0.
+    pub retention_bytes: u64,
 }
 
 impl Default for TraceOptions {
@@ -153,6 +156,7 @@ impl Default for TraceOptions {
             block_age: Duration::from_secs(300),
             max_head_bytes: 256 << 20,
             retention: Duration::from_secs(30 * 86_400),
+            retention_bytes: 0,
         }
     }
 }
@@ -517,15 +521,27 @@ impl TenantTraces {
         }
     }
 
-    /// Deletes blocks whose newest span ended before `now - retention`. Returns how many.
+    /// Deletes blocks whose newest span ended before `now - retention`, then the oldest ones
+    /// while the blocks exceed `retention_bytes` (the rule every block kind shares:
+    /// [`crate::retention::expired`]). Returns how many.
     pub fn apply_retention(&self) -> TraceResult<usize> {
-        let cutoff = now_ns().saturating_sub(self.opts.retention.as_nanos() as u64);
-        let expired: Vec<Arc<TraceBlock>> = self
-            .blocks
-            .read()
+        let blocks = self.blocks.read().clone();
+        let extents: Vec<crate::retention::BlockExtent> = blocks
             .iter()
-            .filter(|b| b.max_end_ns < cutoff)
-            .cloned()
+            .map(|b| crate::retention::BlockExtent {
+                min_time: i64::try_from(b.min_start_ns).unwrap_or(i64::MAX),
+                max_time: i64::try_from(b.max_end_ns).unwrap_or(i64::MAX),
+                bytes: std::fs::metadata(b.path()).map_or(0, |m| m.len()),
+            })
+            .collect();
+        let policy = crate::retention::RetentionPolicy {
+            max_age: i64::try_from(self.opts.retention.as_nanos()).unwrap_or(i64::MAX),
+            max_bytes: self.opts.retention_bytes,
+        };
+        let now = i64::try_from(now_ns()).unwrap_or(i64::MAX);
+        let expired: Vec<Arc<TraceBlock>> = crate::retention::expired(&extents, now, &policy)
+            .into_iter()
+            .filter_map(|i| blocks.get(i).cloned())
             .collect();
         for b in &expired {
             std::fs::remove_file(b.path())

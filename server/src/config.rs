@@ -100,6 +100,9 @@ pub struct TracesConfig {
     /// Trace blocks whose newest span ended longer ago than this are deleted. Default: `30d`.
     /// At least 1h.
     pub retention: String,
+    /// Most bytes of trace blocks kept per tenant; the oldest blocks go first. `0`: no limit.
+    /// Default: `0`.
+    pub retention_size: String,
 }
 
 impl Default for TracesConfig {
@@ -108,6 +111,7 @@ impl Default for TracesConfig {
             block_age: "5m".into(),
             max_head_bytes: "256MiB".into(),
             retention: "30d".into(),
+            retention_size: "0".into(),
         }
     }
 }
@@ -421,6 +425,8 @@ impl Config {
             block_age,
             max_head_bytes: usize::try_from(max_head_bytes).unwrap_or(usize::MAX),
             retention,
+            retention_bytes: parse_size(&self.traces.retention_size)
+                .map_err(|m| invalid("traces.retention_size", m))?,
         })
     }
 
@@ -482,6 +488,7 @@ impl Config {
             merge: strata_compaction::MergeOptions {
                 chunk_samples: engine.block_chunk_samples,
                 max_write_bytes_per_sec: rate,
+                rechunk: true,
             },
             ..strata_compaction::CompactorOptions::default()
         }))

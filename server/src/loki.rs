@@ -58,6 +58,12 @@ pub struct LogsConfig {
     pub chunk_target_size: String,
     /// Compressed chunk bytes held in memory before a flush to a block. Default: `64MiB`.
     pub flush_size: String,
+    /// Log blocks whose newest entry is older than this (relative to now) are deleted; whole
+    /// blocks only; `0s` keeps everything. Default: `30d`.
+    pub retention: String,
+    /// Most bytes of log blocks kept per tenant; the oldest blocks go first. `0`: no limit.
+    /// Default: `0`.
+    pub retention_size: String,
 }
 
 impl Default for LogsConfig {
@@ -73,6 +79,8 @@ impl Default for LogsConfig {
             creation_grace_period: "10m".into(),
             chunk_target_size: "256KiB".into(),
             flush_size: "64MiB".into(),
+            retention: "30d".into(),
+            retention_size: "0".into(),
         }
     }
 }
@@ -90,6 +98,8 @@ pub struct LogsSettings {
     pub chunk_target_bytes: usize,
     /// Flush threshold.
     pub flush_bytes: usize,
+    /// Retention of log blocks (ages in ns).
+    pub retention: strata_engine::retention::RetentionPolicy,
 }
 
 impl LogsConfig {
@@ -111,6 +121,10 @@ impl LogsConfig {
         if !(1024..=(64 << 20)).contains(&chunk) {
             return Err("logs.chunk_target_size: must be between 1KiB and 64MiB".into());
         }
+        let max_age = dur("retention", &self.retention)?;
+        if max_age != 0 && max_age < 3_600_000_000_000 {
+            return Err("logs.retention: must be 0s (keep everything) or at least 1h".into());
+        }
         Ok(LogsSettings {
             limits: PushLimits {
                 max_line_size: size("max_line_size", &self.max_line_size)? as usize,
@@ -124,6 +138,10 @@ impl LogsConfig {
             burst: if burst > 0.0 { burst } else { rate * 10.0 },
             chunk_target_bytes: chunk,
             flush_bytes: size("flush_size", &self.flush_size)? as usize,
+            retention: strata_engine::retention::RetentionPolicy {
+                max_age,
+                max_bytes: size("retention_size", &self.retention_size)? as u64,
+            },
         })
     }
 }
@@ -166,6 +184,7 @@ impl LokiState {
             burst: 0.0,
             chunk_target_bytes: 256 << 10,
             flush_bytes: 64 << 20,
+            retention: strata_engine::retention::RetentionPolicy::default(),
         });
         let opts = LogStoreOptions {
             data_dir: data_dir.into(),

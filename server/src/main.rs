@@ -427,6 +427,7 @@ async fn run(
     });
     let maint_engine = engine.clone();
     let maint_compaction = state.compaction.clone();
+    let maint_logs = state.loki.clone();
     let maintenance = tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -435,12 +436,14 @@ async fn run(
             tick.tick().await;
             let e = maint_engine.clone();
             let c = maint_compaction.clone();
+            let l = maint_logs.clone();
             // Errors are logged inside `maintain`, the compactor and `apply_retention`; the
             // loop keeps running. Compaction runs after the cut so a new block is merged in
             // the same round, and before retention so retention sees whole merged blocks.
             let _ = tokio::task::spawn_blocking(move || {
                 let _ = e.maintain();
                 c.run(&e);
+                l.engine.apply_retention(&l.settings.retention);
                 e.apply_retention_and_size(retention_ms, retention_bytes)
             })
             .await;

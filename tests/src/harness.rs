@@ -29,25 +29,92 @@ pub fn strata_bin() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
+/// A child process that is killed (if still running) and reaped on drop, on every path
+/// including panics.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; a race with other processes is possible
+/// but harmless in tests).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The Python interpreter of the virtualenv holding the OpenTelemetry SDK, installed by
+/// `tests/install-peers.sh` (`$STRATA_OTEL_VENV`, default `~/.cache/strata/otel-venv`).
+pub fn otel_python() -> anyhow::Result<PathBuf> {
+    let venv = std::env::var_os("STRATA_OTEL_VENV").map_or_else(
+        || {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/strata/otel-venv")
+        },
+        PathBuf::from,
+    );
+    let py = venv.join("bin/python");
+    anyhow::ensure!(
+        py.exists(),
+        "{} missing: run `bash tests/install-peers.sh` to install the OpenTelemetry Python SDK",
+        py.display()
+    );
+    Ok(py)
+}
+
 /// A running `strata serve`; killed (SIGKILL) and reaped on drop.
 pub struct Strata {
     child: Child,
     /// `host:port` of the HTTP API.
     pub addr: String,
+    /// `host:port` of the OTLP gRPC listener (empty when disabled).
+    pub grpc: String,
+    /// `host:port` of the OTLP HTTP listener (empty when disabled).
+    pub otlp_http: String,
 }
 
 impl Strata {
     /// Starts `strata --data-dir <data> <extra>` on a loopback port (OTLP listeners off) and
     /// waits up to 60 s for it to be ready.
     pub fn start(data: &Path, extra: &[&str]) -> anyhow::Result<Strata> {
+        Strata::spawn(data, extra, None)
+    }
+
+    /// Like [`Strata::start`], with the OTLP gRPC and HTTP listeners on free loopback ports.
+    pub fn start_with_otlp(data: &Path) -> anyhow::Result<Strata> {
+        let grpc = format!("127.0.0.1:{}", free_port()?);
+        let http = format!("127.0.0.1:{}", free_port()?);
+        Strata::spawn(data, &[], Some((grpc, http)))
+    }
+
+    fn spawn(
+        data: &Path,
+        extra: &[&str],
+        otlp: Option<(String, String)>,
+    ) -> anyhow::Result<Strata> {
+        let (grpc, otlp_http) = otlp.unwrap_or_default();
+        let or_none = |a: &str| {
+            if a.is_empty() {
+                "none".to_string()
+            } else {
+                a.to_string()
+            }
+        };
         let child = Command::new(strata_bin()?)
             .arg("--data-dir")
             .arg(data)
             .arg("--http-addr")
             .arg("127.0.0.1:0")
             .args(extra)
-            .env("STRATA_OTLP_GRPC_ADDR", "none")
-            .env("STRATA_OTLP_HTTP_ADDR", "none")
+            .env("STRATA_OTLP_GRPC_ADDR", or_none(&grpc))
+            .env("STRATA_OTLP_HTTP_ADDR", or_none(&otlp_http))
             .env("STRATA_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -55,6 +122,8 @@ impl Strata {
         let mut s = Strata {
             child,
             addr: String::new(),
+            grpc,
+            otlp_http,
         };
         let stderr = s
             .child

@@ -8,88 +8,18 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 use strata_proto::loki::{EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp};
 use strata_proto::prost::Message;
-
-fn strata_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("strata");
-    assert!(
-        bin.exists(),
-        "{} not found: build strata-server first",
-        bin.display()
-    );
-    bin
-}
-
-struct Strata {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Strata {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use strata_tests::harness::{self, Strata};
 
 fn start(data: &Path) -> Strata {
-    let child = Command::new(strata_bin())
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--http-addr")
-        .arg("127.0.0.1:0")
-        .env("STRATA_LOG", "info")
-        .env("STRATA_OTLP_GRPC_ADDR", "none")
-        .env("STRATA_OTLP_HTTP_ADDR", "none")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The guard kills and reaps the child on every path, panics included.
-    let mut s = Strata {
-        child,
-        addr: String::new(),
-    };
-    let stderr = s.child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut log = String::new();
-    while Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
-            log.push_str(&line);
-            log.push('\n');
-            if line.contains("storage ready")
-                && let Some(addr) = line
-                    .split_whitespace()
-                    .find_map(|w| w.strip_prefix("http_addr="))
-            {
-                s.addr = addr.trim_matches('"').to_string();
-                std::thread::spawn(move || while rx.recv().is_ok() {});
-                return s;
-            }
-        }
-        if let Ok(Some(status)) = s.child.try_wait() {
-            panic!("strata exited with {status}; log:\n{log}");
-        }
-    }
-    panic!("strata did not become ready; log:\n{log}");
+    Strata::start(data, &[]).unwrap()
 }
 
-/// One HTTP/1.1 request over a fresh connection; returns status and body.
 fn http(
     addr: &str,
     method: &str,
@@ -97,43 +27,7 @@ fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap();
-    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    let body = if chunked {
-        let mut out = String::new();
-        let mut r = rest;
-        loop {
-            let (size, after) = r.split_once("\r\n").unwrap();
-            let n = usize::from_str_radix(size.trim(), 16).unwrap();
-            if n == 0 {
-                break;
-            }
-            out.push_str(&after[..n]);
-            r = &after[n + 2..];
-        }
-        out
-    } else {
-        rest.to_string()
-    };
-    (status, body)
+    harness::http(addr, method, path, headers, body).unwrap()
 }
 
 fn enc(s: &str) -> String {
@@ -527,10 +421,7 @@ fn push_and_query_through_the_loki_api() {
     assert_eq!(got[0].2["host_name"], "h1");
 
     // kill -9: everything acknowledged is back after the restart (WAL replay).
-    let mut s = s;
-    s.child.kill().unwrap();
-    s.child.wait().unwrap();
-    drop(s);
+    drop(s); // SIGKILL
     let s = start(dir.path());
     check_queries(&s.addr, &lines, base);
 }
@@ -576,10 +467,7 @@ fn kill_9_during_ingest_loses_nothing_acknowledged() {
         acked
     });
     std::thread::sleep(Duration::from_millis(700));
-    let mut s = s;
-    s.child.kill().unwrap();
-    s.child.wait().unwrap();
-    drop(s);
+    drop(s); // SIGKILL
     let acked = pusher.join().unwrap();
     assert!(acked > 0, "no batch was acknowledged before the kill");
     let s = start(dir.path());

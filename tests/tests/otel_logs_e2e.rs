@@ -12,115 +12,21 @@
 //! server is killed by pid when its guard drops.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn bin_dir() -> PathBuf {
-    std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use strata_tests::harness::{self, ChildGuard, Strata};
 
 fn python() -> PathBuf {
-    let venv = std::env::var_os("STRATA_OTEL_VENV").map_or_else(
-        || {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/strata/otel-venv")
-        },
-        PathBuf::from,
-    );
-    let py = venv.join("bin/python");
-    assert!(
-        py.exists(),
-        "{} missing: run tests/install-peers.sh to install the OpenTelemetry Python SDK",
-        py.display()
-    );
-    py
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Strata {
-    _guard: Guard,
-    http: String,
-    grpc: String,
-    otlp_http: String,
+    harness::otel_python().unwrap()
 }
 
 fn start(data: &Path) -> Strata {
-    let grpc = format!("127.0.0.1:{}", free_port());
-    let otlp_http = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(bin_dir().join("strata"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--http-addr", "127.0.0.1:0"])
-        .env("STRATA_OTLP_GRPC_ADDR", &grpc)
-        .env("STRATA_OTLP_HTTP_ADDR", &otlp_http)
-        .env("STRATA_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut guard = Guard(child);
-    let stderr = guard.0.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut log = String::new();
-    while Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
-            log.push_str(&line);
-            log.push('\n');
-            if line.contains("storage ready")
-                && let Some(addr) = line
-                    .split_whitespace()
-                    .find_map(|w| w.strip_prefix("http_addr="))
-            {
-                let http = addr.trim_matches('"').to_string();
-                std::thread::spawn(move || while rx.recv().is_ok() {});
-                return Strata {
-                    _guard: guard,
-                    http,
-                    grpc,
-                    otlp_http,
-                };
-            }
-        }
-        if let Ok(Some(status)) = guard.0.try_wait() {
-            panic!("strata exited with {status}; log:\n{log}");
-        }
-    }
-    panic!("strata did not become ready; log:\n{log}");
+    Strata::start_with_otlp(data).unwrap()
 }
 
 fn get(addr: &str, path: &str, tenant: &str) -> Value {
@@ -140,7 +46,7 @@ fn get(addr: &str, path: &str, tenant: &str) -> Value {
 
 fn export(protocol: &str, endpoint: &str, tenant: &str, service: &str) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("otel/export_logs.py");
-    let mut child = Guard(
+    let mut child = ChildGuard(
         Command::new(python())
             .arg(&script)
             .args([protocol, endpoint, tenant, service])
@@ -216,7 +122,7 @@ fn python_sdk_exports_logs_over_grpc_and_http() {
     for (service, trace) in &ids {
         let q = format!(r#"{{service_name="{service}", deployment_environment="e2e"}}"#);
         let v = get(
-            &s.http,
+            &s.addr,
             &format!(
                 "/loki/api/v1/query_range?query={}&direction=forward",
                 enc(&q)
@@ -250,7 +156,7 @@ fn python_sdk_exports_logs_over_grpc_and_http() {
         // The trace id finds the records through the exact trace-id index.
         let q = format!(r#"{{service_name="{service}"}} | trace_id="{trace}""#);
         let v = get(
-            &s.http,
+            &s.addr,
             &format!("/loki/api/v1/query_range?query={}", enc(&q)),
             tenant,
         );

@@ -17,129 +17,21 @@
 //! when its guard drops.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-    }
-}
-
-fn strata_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("strata");
-    assert!(
-        bin.exists(),
-        "{} not found: run `cargo test --workspace` first",
-        bin.display()
-    );
-    bin
-}
+use strata_tests::harness::{self, ChildGuard, Strata};
 
 fn python() -> PathBuf {
-    let venv = std::env::var_os("STRATA_OTEL_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/strata/otel-venv")
-        });
-    let py = venv.join("bin/python");
-    assert!(
-        py.exists(),
-        "the OpenTelemetry Python SDK is not installed at {}: run `bash tests/install-peers.sh`",
-        venv.display()
-    );
-    py
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Strata {
-    _guard: ChildGuard,
-    http: String,
-    grpc: String,
-    otlp_http: String,
+    harness::otel_python().unwrap()
 }
 
 fn start_strata(data: &Path) -> Strata {
-    let (grpc, otlp_http) = (
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
-    );
-    let mut child = Command::new(strata_bin())
-        .arg("--data-dir")
-        .arg(data)
-        .args([
-            "--http-addr",
-            "127.0.0.1:0",
-            "--otlp-grpc-addr",
-            &grpc,
-            "--otlp-http-addr",
-            &otlp_http,
-        ])
-        .env("STRATA_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut guard = ChildGuard(child);
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut log = String::new();
-    while Instant::now() < deadline {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) => {
-                log.push_str(&line);
-                log.push('\n');
-                if line.contains("storage ready")
-                    && let Some(addr) = line
-                        .split_whitespace()
-                        .find_map(|w| w.strip_prefix("http_addr="))
-                {
-                    let http = addr.trim_matches('"').to_string();
-                    std::thread::spawn(move || while rx.recv().is_ok() {});
-                    return Strata {
-                        _guard: guard,
-                        http,
-                        grpc,
-                        otlp_http,
-                    };
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if let Ok(Some(s)) = guard.0.try_wait() {
-                    panic!("strata exited with {s}; log:\n{log}");
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-    }
-    panic!("strata did not become ready within 60 s; log:\n{log}");
+    Strata::start_with_otlp(data).unwrap()
 }
 
 /// `GET path` with a tenant header; returns status and body.
@@ -316,10 +208,10 @@ fn python_sdk_exports_over_grpc_and_http_and_the_tree_comes_back() {
     assert_ne!(grpc_id, http_id);
 
     for id in [&grpc_id, &http_id] {
-        let tree = json(&s.http, &format!("/api/traces/{id}?format=tree"), tenant);
+        let tree = json(&s.addr, &format!("/api/traces/{id}?format=tree"), tenant);
         check_tree(&tree, id);
         // Tempo's JSON: one batch per resource, every span there with its original ids.
-        let t = json(&s.http, &format!("/api/traces/{id}"), tenant);
+        let t = json(&s.addr, &format!("/api/traces/{id}"), tenant);
         let batches = t["batches"].as_array().unwrap();
         assert_eq!(batches.len(), 2);
         let spans: usize = batches
@@ -328,15 +220,15 @@ fn python_sdk_exports_over_grpc_and_http_and_the_tree_comes_back() {
             .map(|ss| ss["spans"].as_array().unwrap().len())
             .sum();
         assert_eq!(spans, 5);
-        let v2 = json(&s.http, &format!("/api/v2/traces/{id}"), tenant);
+        let v2 = json(&s.addr, &format!("/api/v2/traces/{id}"), tenant);
         assert_eq!(v2["trace"]["resourceSpans"].as_array().unwrap().len(), 2);
     }
     // Tenants are apart.
-    let (status, _) = get(&s.http, &format!("/api/traces/{grpc_id}"), "someone-else");
+    let (status, _) = get(&s.addr, &format!("/api/traces/{grpc_id}"), "someone-else");
     assert_eq!(status, 404);
 
     let found = json(
-        &s.http,
+        &s.addr,
         "/api/search?q=%7B%20resource.service.name%20%3D%20%22payment%22%20%26%26%20status%20%3D%20error%20%7D",
         tenant,
     );
@@ -353,12 +245,12 @@ fn python_sdk_exports_over_grpc_and_http_and_the_tree_comes_back() {
     assert_eq!(found["traces"][0]["rootServiceName"], "gateway");
     assert_eq!(found["traces"][0]["spanSet"]["spans"][0]["name"], "charge");
     let found = json(
-        &s.http,
+        &s.addr,
         "/api/search?tags=service.name%3Dpayment&minDuration=150ms",
         tenant,
     );
     assert_eq!(found["traces"].as_array().unwrap().len(), 0);
-    let tags = json(&s.http, "/api/v2/search/tags", tenant);
+    let tags = json(&s.addr, "/api/v2/search/tags", tenant);
     let span_tags = tags["scopes"]
         .as_array()
         .unwrap()
@@ -374,7 +266,7 @@ fn python_sdk_exports_over_grpc_and_http_and_the_tree_comes_back() {
     );
     // The service map of the two traces: gateway → payment (checkout → charge, failed),
     // payment → postgresql (a client span with db.system and no instrumented callee).
-    let map = json(&s.http, "/api/service-map", tenant);
+    let map = json(&s.addr, "/api/service-map", tenant);
     assert_eq!(map["traces"], 2, "{map:#}");
     let node = |id: &str| {
         map["nodes"]
@@ -416,7 +308,7 @@ fn python_sdk_exports_over_grpc_and_http_and_the_tree_comes_back() {
     assert_eq!(e["p95LatencyMs"], 80.0);
 
     let values = json(
-        &s.http,
+        &s.addr,
         "/api/v2/search/tag/resource.service.name/values",
         tenant,
     );
@@ -451,7 +343,7 @@ fn python_sdk_exports_metrics_over_grpc_and_http_as_prometheus_series() {
     run_script("export_metrics.py", &["http", &http, tenant, "shop-http"]);
     for job in ["shop-grpc", "shop-http"] {
         let sel = |name: &str, extra: &str| format!("{name}{{job=\"{job}\"{extra}}}");
-        let v = |name: &str, extra: &str| one_value(&s.http, tenant, &sel(name, extra));
+        let v = |name: &str, extra: &str| one_value(&s.addr, tenant, &sel(name, extra));
         assert_eq!(v("orders_total", ",region=\"eu\""), "3");
         assert_eq!(v("orders_total", ",region=\"us\""), "5");
         assert_eq!(v("queue_depth", ""), "7");
@@ -469,6 +361,6 @@ fn python_sdk_exports_metrics_over_grpc_and_http_as_prometheus_series() {
         assert_eq!(v("target_info", ",telemetry_sdk_language=\"python\""), "1");
     }
     // Other tenants see nothing.
-    let v = json(&s.http, "/api/v1/query?query=orders_total", "someone-else");
+    let v = json(&s.addr, "/api/v1/query?query=orders_total", "someone-else");
     assert_eq!(v["data"]["result"].as_array().unwrap().len(), 0);
 }

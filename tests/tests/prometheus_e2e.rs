@@ -22,10 +22,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use strata_engine::{AppendSeries, DEFAULT_TENANT, Engine, EngineOptions, Labels};
+use strata_tests::harness::Strata;
 
 // ---------------------------------------------------------------------------------------------
 // Processes
@@ -55,19 +55,6 @@ impl ChildGuard {
     }
 }
 
-/// Path of the `strata` binary built by `cargo test --workspace`.
-fn strata_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/<test> → target/<profile>/strata
-    let bin = exe.parent().unwrap().parent().unwrap().join("strata");
-    assert!(
-        bin.exists(),
-        "{} not found: run `cargo test --workspace` (or `cargo build -p strata-server`) first",
-        bin.display()
-    );
-    bin
-}
-
 /// The `prometheus` binary on PATH; fails the test with the fix if there is none.
 fn prometheus_bin() -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -92,65 +79,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A running Strata and the address it bound.
-struct Strata {
-    guard: ChildGuard,
-    addr: String,
-}
-
 /// Starts `strata` on `data` with an ephemeral loopback port and waits for `storage ready`.
 fn start_strata(data: &Path) -> Strata {
-    let mut child = Command::new(strata_bin())
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--http-addr")
-        .arg("127.0.0.1:0")
-        .env("STRATA_OTLP_GRPC_ADDR", "none")
-        .env("STRATA_OTLP_HTTP_ADDR", "none")
-        .env("STRATA_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut guard = ChildGuard {
-        name: "strata",
-        child,
-    };
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                // The test stopped listening; keep draining so the child never blocks.
-                continue;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut log = String::new();
-    while Instant::now() < deadline {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) => {
-                log.push_str(&line);
-                log.push('\n');
-                if line.contains("storage ready")
-                    && let Some(addr) = line
-                        .split_whitespace()
-                        .find_map(|w| w.strip_prefix("http_addr="))
-                {
-                    let addr = addr.trim_matches('"').to_string();
-                    // Keep draining stderr in the background.
-                    std::thread::spawn(move || while rx.recv().is_ok() {});
-                    return Strata { guard, addr };
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => guard.assert_running(&log),
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-    }
-    guard.assert_running(&log);
-    panic!("strata did not report `storage ready` with http_addr within 60 s; log:\n{log}");
+    Strata::start(data, &[]).unwrap()
 }
 
 /// A running Prometheus.
@@ -633,7 +564,7 @@ remote_write:
         }
     }
     drop(prom);
-    drop(strata.guard);
+    drop(strata);
 }
 
 /// Lookback of Prometheus' queries (its default `--query.lookback-delta`).
@@ -820,7 +751,7 @@ remote_read:
         "instant query: {body}"
     );
     drop(prom);
-    drop(strata.guard);
+    drop(strata);
 }
 
 #[test]

@@ -314,6 +314,21 @@ impl Sink for Pricer {
     }
 }
 
+/// Longest prefix [`price_estimate`] prices exactly.
+pub(crate) const PRICE_PREFIX: usize = 2048;
+
+/// What coding `ys` costs, estimated from its first [`PRICE_PREFIX`] values scaled to the
+/// whole length: the encoders use it to choose between candidate transforms of long chunks
+/// (compaction writes chunks of thousands of samples), where pricing everything exactly cost
+/// more than the encoding itself. Short streams are priced exactly.
+pub(crate) fn price_estimate(ys: &[i64]) -> u64 {
+    let Some(prefix) = ys.get(..PRICE_PREFIX) else {
+        return price(ys);
+    };
+    let p = u128::from(price(prefix)) * ys.len() as u128 / PRICE_PREFIX as u128;
+    u64::try_from(p).unwrap_or(u64::MAX)
+}
+
 /// What coding `ys` with a fresh [`IntModel`] costs, in 1/64 bits.
 pub(crate) fn price(ys: &[i64]) -> u64 {
     let mut m = IntModel::new();

@@ -1161,6 +1161,50 @@ impl LogStore {
     /// Retention: deletes every block whose newest entry is older than `cutoff` (ns) and
     /// forgets its chunks. Returns the number of blocks deleted. Head data is never dropped.
     pub fn drop_blocks_before(&self, cutoff: i64) -> Result<usize> {
+        self.drop_blocks(|b, _| b.max_t < cutoff)
+    }
+
+    /// Applies a retention policy (ages in ns, measured back from `now_ns`; sizes of block
+    /// files) with the rule every block kind shares ([`crate::retention::expired`]). Returns
+    /// the number of blocks deleted. Head data is never dropped.
+    pub fn apply_retention(
+        &self,
+        policy: &crate::retention::RetentionPolicy,
+        now_ns: i64,
+    ) -> Result<usize> {
+        let extents: Vec<(usize, crate::retention::BlockExtent)> = self
+            .inner
+            .read()
+            .blocks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| {
+                b.as_ref().map(|b| {
+                    (
+                        i,
+                        crate::retention::BlockExtent {
+                            min_time: b.min_t,
+                            max_time: b.max_t,
+                            bytes: b.size() as u64,
+                        },
+                    )
+                })
+            })
+            .collect();
+        let list: Vec<crate::retention::BlockExtent> = extents.iter().map(|e| e.1).collect();
+        let doomed: std::collections::HashSet<usize> =
+            crate::retention::expired(&list, now_ns, policy)
+                .into_iter()
+                .filter_map(|k| extents.get(k).map(|e| e.0))
+                .collect();
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        self.drop_blocks(|_, i| doomed.contains(&i))
+    }
+
+    /// Deletes the blocks `pred(block, index)` selects and forgets their chunks.
+    fn drop_blocks(&self, pred: impl Fn(&LogBlock, usize) -> bool) -> Result<usize> {
         let _one = self.flush_lock.lock();
         let _gate = self.gate.write();
         let mut inner = self.inner.write();
@@ -1169,7 +1213,7 @@ impl LogStore {
             let Some(block) = inner.blocks.get(b).cloned().flatten() else {
                 continue;
             };
-            if block.max_t >= cutoff {
+            if !pred(&block, b) {
                 continue;
             }
             std::fs::remove_file(block.path())
@@ -1438,6 +1482,23 @@ impl LogEngine {
         None
     }
 
+    /// Applies a retention policy to every open tenant (ages in ns back from now). Errors are
+    /// logged per tenant; returns the number of blocks deleted.
+    pub fn apply_retention(&self, policy: &crate::retention::RetentionPolicy) -> usize {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        let tenants: Vec<Arc<LogStore>> = self.tenants.read().values().cloned().collect();
+        let mut n = 0;
+        for t in tenants {
+            match t.apply_retention(policy, now) {
+                Ok(k) => n += k,
+                Err(e) => tracing::error!(tenant = %t.id(), error = %e, "log retention failed"),
+            }
+        }
+        n
+    }
+
     /// Ids of the open tenants, sorted.
     pub fn tenant_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self.tenants.read().keys().cloned().collect();
@@ -1605,7 +1666,19 @@ mod tests {
         let st = store.stats(&[Matcher::equal("job", "b")], i64::MIN, i64::MAX);
         assert_eq!((st.streams, st.entries), (1, 1));
         let n = store.num_blocks();
-        assert_eq!(store.drop_blocks_before(1_000_000).unwrap(), n);
+        // A size limit of one byte deletes every block but never the head; an age limit
+        // measured from a reference before the blocks deletes nothing.
+        let keep_all = crate::retention::RetentionPolicy {
+            max_age: 1,
+            max_bytes: 0,
+        };
+        assert_eq!(store.apply_retention(&keep_all, 0).unwrap(), 0);
+        assert_eq!(store.num_blocks(), n);
+        let tiny = crate::retention::RetentionPolicy {
+            max_age: 0,
+            max_bytes: 1,
+        };
+        assert_eq!(store.apply_retention(&tiny, 0).unwrap(), n);
         assert_eq!(store.num_blocks(), 0);
         // Only the head entry (the late line) is left.
         assert_eq!(all_lines(&store, &[]), vec![(3, "late line".to_string())]);
