@@ -164,6 +164,41 @@ pub struct TenantOpenReport {
     pub repair: Option<String>,
 }
 
+/// How long blocks of each resolution are kept (ms; 0 keeps them forever).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// Raw blocks (`resolution_ms == 0`).
+    pub raw_ms: i64,
+    /// 5-minute blocks.
+    pub res_5m_ms: i64,
+    /// 1-hour blocks (and any other, coarser, resolution).
+    pub res_1h_ms: i64,
+}
+
+impl RetentionPolicy {
+    /// The same retention for every resolution.
+    pub fn uniform(retention_ms: i64) -> Self {
+        RetentionPolicy {
+            raw_ms: retention_ms,
+            res_5m_ms: retention_ms,
+            res_1h_ms: retention_ms,
+        }
+    }
+
+    /// The retention of blocks with resolution `resolution_ms`.
+    pub fn retention_ms(&self, resolution_ms: i64) -> i64 {
+        match resolution_ms {
+            r if r <= 0 => self.raw_ms,
+            r if r <= crate::downsample::RES_5M => self.res_5m_ms,
+            _ => self.res_1h_ms,
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.raw_ms > 0 || self.res_5m_ms > 0 || self.res_1h_ms > 0
+    }
+}
+
 /// One tenant's metrics storage.
 pub struct TenantDb {
     id: String,
@@ -546,9 +581,18 @@ impl TenantDb {
     /// retention, so a tenant that stops receiving data keeps its last `retention_ms`. Only
     /// whole blocks are deleted: a block is kept while any of its samples is inside the
     /// retention. A block is first unlisted (new queries stop seeing it; running ones keep
-    /// their mapped copy), then its directory is removed. Returns the deleted blocks.
+    /// their mapped copy), then its directory is removed. Returns the deleted blocks. The
+    /// same retention applies to every resolution; see
+    /// [`TenantDb::apply_retention_policy`] for one per resolution.
     pub fn apply_retention(&self, retention_ms: i64) -> Result<Vec<BlockMeta>> {
-        if retention_ms <= 0 {
+        self.apply_retention_policy(&RetentionPolicy::uniform(retention_ms))
+    }
+
+    /// Like [`TenantDb::apply_retention`], with the retention of each block chosen by its
+    /// resolution (raw, 5 m, 1 h). Age is measured against the tenant's newest sample at any
+    /// resolution.
+    pub fn apply_retention_policy(&self, policy: &RetentionPolicy) -> Result<Vec<BlockMeta>> {
+        if !policy.any() {
             return Ok(Vec::new());
         }
         let _maint = self.lock_maintenance();
@@ -563,8 +607,13 @@ impl TenantDb {
         if newest == i64::MIN {
             return Ok(Vec::new());
         }
-        let cutoff = newest.saturating_sub(retention_ms);
-        self.delete_blocks(|b| b.meta().max_time < cutoff, "retention")
+        self.delete_blocks(
+            |b| {
+                let r = policy.retention_ms(b.meta().resolution_ms);
+                r > 0 && b.meta().max_time < newest.saturating_sub(r)
+            },
+            "retention",
+        )
     }
 
     /// Appends a batch. Returns once the accepted samples are durable per the sync mode.
@@ -1220,11 +1269,21 @@ impl Engine {
     /// Applies the time retention and then the per-tenant size limit (0: none) to every
     /// tenant. Returns the number of deleted blocks.
     pub fn apply_retention_and_size(&self, retention_ms: i64, max_bytes: u64) -> Result<usize> {
+        self.apply_retention_policy_and_size(&RetentionPolicy::uniform(retention_ms), max_bytes)
+    }
+
+    /// Applies the retention per resolution and then the per-tenant size limit (0: none) to
+    /// every tenant. Returns the number of deleted blocks.
+    pub fn apply_retention_policy_and_size(
+        &self,
+        policy: &RetentionPolicy,
+        max_bytes: u64,
+    ) -> Result<usize> {
         let tenants: Vec<Arc<TenantDb>> = self.tenants.read().values().cloned().collect();
         let mut first_err = None;
         let mut deleted = 0;
         for t in tenants {
-            let r = t.apply_retention(retention_ms).and_then(|mut d| {
+            let r = t.apply_retention_policy(policy).and_then(|mut d| {
                 d.extend(t.apply_size_limit(max_bytes)?);
                 Ok(d)
             });

@@ -12,6 +12,7 @@
 pub mod block;
 pub mod chunk;
 pub mod db;
+pub mod downsample;
 pub mod error;
 pub mod exemplars;
 pub mod head;
@@ -22,8 +23,8 @@ pub mod record;
 pub mod traces;
 
 pub use db::{
-    AppendReport, AppendSeries, DEFAULT_TENANT, Engine, EngineOptions, IngestSeries, TenantDb,
-    TenantOpenReport,
+    AppendReport, AppendSeries, DEFAULT_TENANT, Engine, EngineOptions, IngestSeries,
+    RetentionPolicy, TenantDb, TenantOpenReport,
 };
 pub use error::{Error, Result};
 pub use exemplars::{Exemplar, MetricMetadata};

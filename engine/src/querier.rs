@@ -28,6 +28,9 @@ use roaring::RoaringBitmap;
 
 use crate::block::Block;
 use crate::chunk::{ChunkIter, Encoding};
+use crate::downsample::{
+    AGGR_LABEL, Aggregate, StitchPoint, is_stale_marker, resolution_allowed, stitch,
+};
 use crate::error::{Error, Result};
 use crate::head::{Head, HeadChunk};
 use crate::labels::{Labels, MatchOp, Matcher};
@@ -46,6 +49,10 @@ pub struct SelectHints {
     pub range_ms: i64,
     /// Function applied to the selection, if any (e.g. `rate`).
     pub func: Option<String>,
+    /// The coarsest downsampling resolution (ms) the selection may read: `None` lets the
+    /// querier choose (the coarsest that serves the function, step and range), `Some(0)` forces
+    /// raw samples. See [`crate::downsample::resolution_allowed`].
+    pub max_resolution_ms: Option<i64>,
 }
 
 /// Resolves matchers over an index given three accessors: all postings, postings of the values
@@ -155,10 +162,36 @@ impl ChunkSource {
 }
 
 /// A selected series: its labels and its chunks overlapping the selected range.
+///
+/// A series read (partly) from downsampled blocks carries the aggregate it yields
+/// ([`Series::aggregate`]); its samples are then that aggregate's stream, stitched from
+/// downsampled blocks and raw data, decoded when the series is iterated.
 #[derive(Clone, Debug)]
 pub struct Series {
     labels: Labels,
     chunks: Vec<ChunkSource>,
+    deleted: Vec<(i64, i64)>,
+    downsampled: Option<Box<DownsampledParts>>,
+}
+
+/// The downsampled pieces of a series: per downsampled block, the chunks of the aggregate and
+/// (for counters and averages) of its companion stream.
+#[derive(Clone, Debug)]
+struct DownsampledParts {
+    aggregate: Aggregate,
+    resolution_ms: i64,
+    mint: i64,
+    maxt: i64,
+    blocks: Vec<DsBlockPart>,
+}
+
+#[derive(Clone, Debug)]
+struct DsBlockPart {
+    /// Index of the block in the querier's block list (identifies the counter domain).
+    block: usize,
+    main: Vec<ChunkSource>,
+    /// `last` for counters, `count` for averages.
+    companion: Vec<ChunkSource>,
     deleted: Vec<(i64, i64)>,
 }
 
@@ -168,22 +201,111 @@ impl Series {
         &self.labels
     }
 
-    /// The series' chunks (unordered, possibly overlapping).
+    /// The series' raw chunks (unordered, possibly overlapping).
     pub fn chunks(&self) -> &[ChunkSource] {
         &self.chunks
     }
 
+    /// The aggregate this series' samples are, if it was read from downsampled blocks;
+    /// `None` for raw samples.
+    pub fn aggregate(&self) -> Option<Aggregate> {
+        self.downsampled.as_ref().map(|d| d.aggregate)
+    }
+
+    /// The coarsest resolution (ms) among the data read for this series; 0 for raw.
+    pub fn resolution_ms(&self) -> i64 {
+        self.downsampled.as_ref().map_or(0, |d| d.resolution_ms)
+    }
+
     /// An iterator over the merged, deduplicated samples, ascending by timestamp. The caller
     /// bounds it to the selected range with `seek` and by checking timestamps; chunks may hold
-    /// samples outside the range.
+    /// samples outside the range. For a downsampled series the samples are the aggregate's
+    /// stream (for [`Aggregate::Avg`], the sums; see [`Series::into_weighted`]).
     pub fn iter(&self) -> Result<SeriesIter> {
-        SeriesIter::new(self.chunks.clone(), self.deleted.clone())
+        self.clone().into_parts().map(|p| p.1)
     }
 
     /// Consumes the series into its labels and a sample iterator, without copying either.
     pub fn into_parts(self) -> Result<(Labels, SeriesIter)> {
+        if self.downsampled.is_some() {
+            let (labels, pts) = self.into_weighted()?;
+            let merged = pts.into_iter().map(|(t, v, _)| (t, v)).collect();
+            return Ok((labels, SeriesIter::from_samples(merged)));
+        }
         let it = SeriesIter::new(self.chunks, self.deleted)?;
         Ok((self.labels, it))
+    }
+
+    /// Consumes the series into its labels and `(t, value, weight)` points in `[mint, maxt]`
+    /// of the selection: for [`Aggregate::Avg`] value is a sum and weight the number of raw
+    /// samples it sums; otherwise weight is 1. Raw samples map into the aggregate's domain
+    /// (count → 1, counter → continued reset-adjusted value, others → the value); staleness
+    /// markers are kept only for [`Aggregate::Last`].
+    pub fn into_weighted(self) -> Result<(Labels, Vec<(i64, f64, f64)>)> {
+        let Some(ds) = self.downsampled else {
+            let mut it = SeriesIter::new(self.chunks, self.deleted)?;
+            let mut out = Vec::new();
+            while let Some((t, v)) = it.next_sample() {
+                out.push((t, v, 1.0));
+            }
+            if let Some(e) = it.take_err() {
+                return Err(e);
+            }
+            return Ok((self.labels, out));
+        };
+        let aggr = ds.aggregate;
+        let (mint, maxt) = (ds.mint, ds.maxt);
+        let mut pts: Vec<StitchPoint> = Vec::new();
+        for part in ds.blocks {
+            let main = decode_range(part.main, part.deleted.clone(), mint, maxt)?;
+            let companion = if part.companion.is_empty() {
+                Vec::new()
+            } else {
+                decode_range(part.companion, part.deleted, mint, maxt)?
+            };
+            let mut ci = 0usize;
+            for (t, v) in main {
+                // The companion stream has a point at every window point of the main stream
+                // (the counter's extra first point has none: there the raw value is the value).
+                while companion.get(ci).is_some_and(|c| c.0 < t) {
+                    ci += 1;
+                }
+                let comp = companion.get(ci).filter(|c| c.0 == t).map(|c| c.1);
+                let (raw, weight) = match aggr {
+                    Aggregate::Counter => (comp.unwrap_or(v), 1.0),
+                    Aggregate::Avg => match comp {
+                        Some(n) => (v, n),
+                        None => continue,
+                    },
+                    _ => (v, 1.0),
+                };
+                pts.push(StitchPoint {
+                    t,
+                    value: v,
+                    raw,
+                    weight,
+                    segment: Some(part.block),
+                });
+            }
+        }
+        let keep_stale = aggr == Aggregate::Last;
+        for (t, v) in decode_range(self.chunks, self.deleted, mint, maxt)? {
+            if !keep_stale && is_stale_marker(v) {
+                continue;
+            }
+            let value = if aggr == Aggregate::Count { 1.0 } else { v };
+            pts.push(StitchPoint {
+                t,
+                value,
+                raw: v,
+                weight: 1.0,
+                segment: None,
+            });
+        }
+        // Parts are disjoint in time; a stable sort keeps each part's order.
+        pts.sort_by_key(|p| p.t);
+        pts.dedup_by_key(|p| p.t);
+        Ok((self.labels, stitch(aggr, &pts)))
     }
 
     /// Decodes all samples in `[mint, maxt]`.
@@ -234,6 +356,17 @@ pub struct SeriesIter {
 }
 
 impl SeriesIter {
+    /// Builds an iterator over samples already decoded (sorted by time).
+    pub fn from_samples(samples: Vec<(i64, f64)>) -> Self {
+        SeriesIter {
+            segments: vec![Segment::Merged(samples)].into_iter(),
+            active: None,
+            deleted: Vec::new(),
+            cur: None,
+            err: None,
+        }
+    }
+
     /// Builds an iterator over head chunks `(chunk, is_ooo)`.
     pub fn from_head(chunks: &[(HeadChunk, bool)]) -> Result<Self> {
         SeriesIter::new(
@@ -398,6 +531,32 @@ impl SeriesIter {
     }
 }
 
+/// Decodes the samples of `chunks` (minus `deleted`) in `[mint, maxt]`.
+fn decode_range(
+    chunks: Vec<ChunkSource>,
+    deleted: Vec<(i64, i64)>,
+    mint: i64,
+    maxt: i64,
+) -> Result<Vec<(i64, f64)>> {
+    if chunks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut it = SeriesIter::new(chunks, deleted)?;
+    let mut out = Vec::new();
+    let mut cur = it.seek(mint);
+    while let Some(s) = cur {
+        if s.0 > maxt {
+            break;
+        }
+        out.push(s);
+        cur = it.next_sample();
+    }
+    if let Some(e) = it.take_err() {
+        return Err(e);
+    }
+    Ok(out)
+}
+
 fn flush_group(mut group: Vec<ChunkSource>) -> Result<Segment> {
     if group.len() == 1
         && let Some(c) = group.pop()
@@ -414,6 +573,122 @@ fn flush_group(mut group: Vec<ChunkSource>) -> Result<Segment> {
     Ok(Segment::Merged(
         all.into_iter().map(|(t, _, _, v)| (t, v)).collect(),
     ))
+}
+
+/// Drops user matchers on the reserved [`AGGR_LABEL`] that accept the empty value (no visible
+/// series has the label); `None` if one rejects it (nothing can match).
+fn without_reserved(matchers: &[Matcher]) -> Option<Vec<Matcher>> {
+    let mut out = Vec::with_capacity(matchers.len());
+    for m in matchers {
+        if m.name == AGGR_LABEL {
+            if !m.matches("") {
+                return None;
+            }
+        } else {
+            out.push(m.clone());
+        }
+    }
+    Some(out)
+}
+
+/// Sorts and merges inclusive intervals.
+fn normalize(mut v: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+    v.sort_unstable();
+    let mut out: Vec<(i64, i64)> = Vec::with_capacity(v.len());
+    for (a, b) in v {
+        match out.last_mut() {
+            Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
+/// True if `[lo, hi]` lies inside the union of the sorted, merged intervals `claimed`.
+fn covered(claimed: &[(i64, i64)], lo: i64, hi: i64) -> bool {
+    claimed.iter().any(|&(a, b)| a <= lo && hi <= b)
+}
+
+/// Reads the series of one downsampled block for `aggr` (and its companion stream) into `out`,
+/// keyed by the labels without [`AGGR_LABEL`]; samples in `claimed` are masked.
+fn read_downsampled(
+    block: &Block,
+    block_idx: usize,
+    aggr: Aggregate,
+    matchers: &[Matcher],
+    claimed: &[(i64, i64)],
+    out: &mut std::collections::BTreeMap<Labels, (i64, Vec<DsBlockPart>)>,
+) -> Result<()> {
+    let (main, companion) = match aggr {
+        Aggregate::Counter => (Aggregate::Counter, Some(Aggregate::Last)),
+        Aggregate::Avg => (Aggregate::Sum, Some(Aggregate::Count)),
+        a => (a, None),
+    };
+    let res = block.meta().resolution_ms;
+    let read = |a: Aggregate| -> Result<Vec<(Labels, Vec<ChunkSource>, Vec<(i64, i64)>)>> {
+        let mut ms = matchers.to_vec();
+        ms.push(Matcher::equal(AGGR_LABEL, a.name()));
+        let ids = block_postings(block, &ms)?;
+        let mut v = Vec::with_capacity(ids.len() as usize);
+        for id in &ids {
+            let (labels, metas) = block.series(id)?;
+            let labels = Labels::from_sorted(
+                labels
+                    .into_vec()
+                    .into_iter()
+                    .filter(|l| l.name != AGGR_LABEL)
+                    .collect(),
+            );
+            let mut chunks = Vec::with_capacity(metas.len());
+            for m in metas
+                .iter()
+                .filter(|m| !covered(claimed, m.min_time, m.max_time))
+            {
+                chunks.push(ChunkSource {
+                    min_time: m.min_time,
+                    max_time: m.max_time,
+                    encoding: Encoding::from_u8(m.encoding)?,
+                    data: block.chunk(m)?,
+                    priority: 0,
+                });
+            }
+            let mut deleted = block.tombstones().intervals(id).to_vec();
+            deleted.extend(claimed.iter().copied());
+            v.push((labels, chunks, deleted));
+        }
+        Ok(v)
+    };
+    let mains = read(main)?;
+    let mut comps = match companion {
+        Some(c) => read(c)?.into_iter().peekable(),
+        None => Vec::new().into_iter().peekable(),
+    };
+    for (labels, chunks, deleted) in mains {
+        if chunks.is_empty() {
+            continue;
+        }
+        let mut comp_chunks = Vec::new();
+        if companion.is_some() {
+            while comps.peek().is_some_and(|c| c.0 < labels) {
+                comps.next();
+            }
+            if let Some(c) = comps.next_if(|c| c.0 == labels) {
+                comp_chunks = c.1;
+            }
+            if comp_chunks.is_empty() && aggr == Aggregate::Avg {
+                continue;
+            }
+        }
+        let entry = out.entry(labels).or_insert_with(|| (0, Vec::new()));
+        entry.0 = entry.0.max(res);
+        entry.1.push(DsBlockPart {
+            block: block_idx,
+            main: chunks,
+            companion: comp_chunks,
+            deleted,
+        });
+    }
+    Ok(())
 }
 
 /// A consistent read view of one tenant: its head and blocks.
@@ -440,24 +715,77 @@ impl Querier {
 
     /// Selects the series matching all `matchers` that have samples in `[mint, maxt]`, sorted
     /// by labels, each with its chunks from every source.
+    ///
+    /// When `hints` name a function that downsampled data can serve (see
+    /// [`Aggregate::for_function`] and [`resolution_allowed`]), the coarsest allowed resolution
+    /// is read where its blocks exist, finer resolutions where they do not, raw blocks and the
+    /// head for the rest; every returned series then carries the aggregate it yields
+    /// ([`Series::aggregate`]). Otherwise only raw blocks and the head are read.
     pub fn select(
         &self,
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-        _hints: &SelectHints,
+        hints: &SelectHints,
     ) -> Result<Vec<Series>> {
+        let Some(matchers) = without_reserved(matchers) else {
+            return Ok(Vec::new());
+        };
+        let matchers = matchers.as_slice();
+        let aggr = Aggregate::for_function(hints.func.as_deref(), hints.range_ms);
+        let mut resolutions: Vec<i64> = match aggr {
+            Some(a) => self
+                .blocks
+                .iter()
+                .map(|b| b.meta().resolution_ms)
+                .filter(|&r| resolution_allowed(hints, a, r))
+                .collect(),
+            None => Vec::new(),
+        };
+        resolutions.sort_unstable_by(|a, b| b.cmp(a));
+        resolutions.dedup();
+
+        let mut ds: std::collections::BTreeMap<Labels, (i64, Vec<DsBlockPart>)> =
+            std::collections::BTreeMap::new();
+        // Time ranges already served by coarser data, sorted and disjoint.
+        let mut claimed: Vec<(i64, i64)> = Vec::new();
+        if let Some(aggr) = aggr {
+            for &res in &resolutions {
+                let mut new_claims = Vec::new();
+                for (idx, block) in self.blocks.iter().enumerate() {
+                    let m = block.meta();
+                    if m.resolution_ms != res || m.min_time > maxt || m.max_time < mint {
+                        continue;
+                    }
+                    let range = (m.min_time.max(mint), m.max_time.min(maxt));
+                    if covered(&claimed, range.0, range.1) {
+                        continue;
+                    }
+                    read_downsampled(block, idx, aggr, matchers, &claimed, &mut ds)?;
+                    new_claims.push(range);
+                }
+                claimed.extend(new_claims);
+                claimed = normalize(claimed);
+            }
+        }
+
         let mut out: Vec<Series> = Vec::new();
         for block in self.blocks_in(mint, maxt) {
+            if block.meta().resolution_ms != 0
+                || covered(&claimed, block.meta().min_time, block.meta().max_time)
+            {
+                continue;
+            }
             let ids = block_postings(block, matchers)?;
             let tomb = block.tombstones();
             for id in &ids {
                 let (labels, metas) = block.series(id)?;
                 let mut chunks = Vec::new();
-                for m in metas
-                    .iter()
-                    .filter(|m| m.max_time >= mint && m.min_time <= maxt)
-                {
+                for m in metas.iter().filter(|m| {
+                    m.max_time >= mint
+                        && m.min_time <= maxt
+                        && !covered(&claimed, m.min_time, m.max_time)
+                }) {
                     chunks.push(ChunkSource {
                         min_time: m.min_time,
                         max_time: m.max_time,
@@ -471,6 +799,7 @@ impl Querier {
                         labels,
                         chunks,
                         deleted: tomb.intervals(id).to_vec(),
+                        downsampled: None,
                     });
                 }
             }
@@ -487,6 +816,7 @@ impl Querier {
                             .map(|(c, ooo)| ChunkSource::from_head(c, *ooo))
                             .collect(),
                         deleted: Vec::new(),
+                        downsampled: None,
                     });
                 }
             }
@@ -503,7 +833,56 @@ impl Querier {
                 _ => merged.push(s),
             }
         }
-        Ok(merged)
+        let (Some(aggr), false) = (aggr, claimed.is_empty()) else {
+            return Ok(merged);
+        };
+        // Some range was served by downsampled data: every series yields the aggregate, raw
+        // samples outside the claimed ranges mapped into its domain.
+        let mut result = Vec::with_capacity(merged.len().max(ds.len()));
+        let mut raw = merged.into_iter().peekable();
+        let mut down = ds.into_iter().peekable();
+        loop {
+            let take_raw = match (raw.peek(), down.peek()) {
+                (None, None) => break,
+                (Some(_), None) => Some(true),
+                (None, Some(_)) => Some(false),
+                (Some(r), Some((l, _))) => match r.labels.cmp(l) {
+                    std::cmp::Ordering::Less => Some(true),
+                    std::cmp::Ordering::Greater => Some(false),
+                    std::cmp::Ordering::Equal => None,
+                },
+            };
+            let (labels, chunks, mut deleted, res, blocks) = match take_raw {
+                Some(true) => match raw.next() {
+                    Some(r) => (r.labels, r.chunks, r.deleted, 0, Vec::new()),
+                    None => break,
+                },
+                Some(false) => match down.next() {
+                    Some((l, (res, parts))) => (l, Vec::new(), Vec::new(), res, parts),
+                    None => break,
+                },
+                None => match (raw.next(), down.next()) {
+                    (Some(r), Some((_, (res, parts)))) => {
+                        (r.labels, r.chunks, r.deleted, res, parts)
+                    }
+                    _ => break,
+                },
+            };
+            deleted.extend(claimed.iter().copied());
+            result.push(Series {
+                labels,
+                chunks,
+                deleted,
+                downsampled: Some(Box::new(DownsampledParts {
+                    aggregate: aggr,
+                    resolution_ms: res,
+                    mint,
+                    maxt,
+                    blocks,
+                })),
+            });
+        }
+        Ok(result)
     }
 
     /// Sorted label names of series with data in `[mint, maxt]` matching `matchers` (all
@@ -512,7 +891,7 @@ impl Querier {
         let mut names = std::collections::BTreeSet::new();
         if matchers.is_empty() {
             for b in self.blocks_in(mint, maxt) {
-                names.extend(b.label_names()?);
+                names.extend(b.label_names()?.into_iter().filter(|n| n != AGGR_LABEL));
             }
             if self.head_overlaps(mint, maxt) {
                 names.extend(self.head.label_names());
@@ -535,6 +914,9 @@ impl Querier {
         maxt: i64,
     ) -> Result<Vec<String>> {
         let mut values = std::collections::BTreeSet::new();
+        if name == AGGR_LABEL {
+            return Ok(Vec::new());
+        }
         if matchers.is_empty() {
             for b in self.blocks_in(mint, maxt) {
                 values.extend(b.label_values(name)?);

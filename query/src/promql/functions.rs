@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::{Call, Expr};
+use strata_engine::downsample::Aggregate;
 use strata_engine::labels::METRIC_NAME;
 use strata_engine::{Label, Labels};
 
@@ -538,12 +539,29 @@ impl Evaluator<'_> {
             let mut any = false;
             // Counter resets are rare: when a series has none, windows need not look for them.
             let resets = s.pts.windows(2).any(|w| w[1].1 < w[0].1);
+            let aggregate = s.aggregate;
+            let weights = &s.weights;
+            let pts = &s.pts;
             RangeWindows { range, ends }.windows(&s.pts, |i, w| {
                 if w.is_empty() {
                     return;
                 }
                 let end = ends[i];
-                let v = window_value(name, w, end - range, end, range, g.t(i), p0, p1, i, resets);
+                let v = match (aggregate, name) {
+                    // Downsampled counts: the window's count is the sum of the counts.
+                    (Some(Aggregate::Count), "count_over_time") => {
+                        Some(kahan_sum(w.iter().map(|p| p.1)))
+                    }
+                    // Downsampled averages: sum of the sums over sum of the counts.
+                    (Some(Aggregate::Avg), "avg_over_time") => {
+                        let from = pts.partition_point(|p| p.0 < w[0].0);
+                        let n = weights
+                            .get(from..from + w.len())
+                            .map(|ws| kahan_sum(ws.iter().copied()));
+                        n.map(|n| kahan_sum(w.iter().map(|p| p.1)) / n)
+                    }
+                    _ => window_value(name, w, end - range, end, range, g.t(i), p0, p1, i, resets),
+                };
                 if let Some(v) = v {
                     vals[i] = v;
                     any = true;
