@@ -1467,6 +1467,79 @@ mod tests {
         assert_eq!(engine.apply_retention_and_size(0, 0).unwrap(), 0);
     }
 
+    /// Writes a block of resolution `res` over `[lo, hi]` with one sample at `hi`, publishes it.
+    fn fake_block(db: &TenantDb, lo: i64, hi: i64, res: i64) -> String {
+        let mut w = BlockWriter::create_with(
+            db.dir(),
+            crate::block::BlockWriterOptions {
+                resolution_ms: res,
+                ..crate::block::BlockWriterOptions::new(lo, hi)
+            },
+        )
+        .unwrap();
+        let data = chunk::encode(chunk::Encoding::Gorilla, &[(hi, 1.0)]).unwrap();
+        w.add_series(
+            &series(0),
+            &[(hi, hi, 1, chunk::Encoding::Gorilla.as_u8(), &data)],
+        )
+        .unwrap();
+        let (_, path) = w.finish().unwrap();
+        db.replace_blocks(&path, &[]).unwrap().id
+    }
+
+    #[test]
+    fn retention_per_resolution_and_tenant() {
+        use crate::downsample::{RES_1H, RES_5M};
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, _) = Engine::open(opts(dir.path())).unwrap();
+        const DAY: i64 = 86_400_000;
+        // Tenant a: raw, 5 m and 1 h blocks for each of days 0..10 (newest sample: day 10).
+        // Tenant b: the same resolutions, but only days 0..4.
+        let mut blocks: HashMap<(&str, i64, i64), String> = HashMap::new();
+        for (tenant, days) in [("a", 10), ("b", 4)] {
+            let db = engine.tenant(tenant).unwrap();
+            for d in 0..days {
+                for res in [0, RES_5M, RES_1H] {
+                    let id = fake_block(&db, d * DAY, (d + 1) * DAY - 1, res);
+                    blocks.insert((tenant, d, res), id);
+                }
+            }
+        }
+        let policy = RetentionPolicy {
+            raw_ms: 2 * DAY,
+            res_5m_ms: 5 * DAY,
+            res_1h_ms: 0,
+        };
+        let deleted = engine.apply_retention_policy_and_size(&policy, 0).unwrap();
+        // a: newest = 10 d - 1 ms; raw blocks ending before 8 d - 1 ms go (days 0..=6, 7
+        // blocks), 5 m ones ending before 5 d - 1 ms (days 0..=3, 4 blocks), 1 h: kept.
+        // b: newest = 4 d - 1 ms; raw day 0 goes, no 5 m block is old enough.
+        assert_eq!(deleted, 7 + 4 + 1);
+        for (tenant, days, raw_kept_from, five_kept_from) in [("a", 10, 7, 4), ("b", 4, 1, 0)] {
+            let db = engine.tenant(tenant).unwrap();
+            let left: std::collections::HashSet<String> =
+                db.block_metas().into_iter().map(|m| m.id).collect();
+            for d in 0..days {
+                for (res, kept_from) in [(0, raw_kept_from), (RES_5M, five_kept_from), (RES_1H, 0)]
+                {
+                    let id = &blocks[&(tenant, d, res)];
+                    assert_eq!(
+                        left.contains(id),
+                        d >= kept_from,
+                        "{tenant} day {d} res {res}"
+                    );
+                    assert_eq!(db.dir().join(id).exists(), d >= kept_from);
+                }
+            }
+        }
+        // Nothing more is due.
+        assert_eq!(
+            engine.apply_retention_policy_and_size(&policy, 0).unwrap(),
+            0
+        );
+        assert_eq!(RetentionPolicy::uniform(5).retention_ms(RES_1H), 5);
+    }
+
     #[test]
     fn snapshot_is_a_data_directory_with_every_sample() {
         let dir = tempfile::tempdir().unwrap();

@@ -253,7 +253,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| PathBuf::from("./data"));
     let opts = cfg.engine_options(data_dir.clone())?;
     let interval = cfg.maintenance_interval()?;
-    let retention_ms = cfg.metrics_retention_ms()?;
+    let retention = cfg.metrics_retention_policy()?;
+    let downsample = cfg.downsample_options()?;
     let retention_bytes = cfg.metrics_retention_size()?;
     let server_opts = cfg.server_options(&data_dir)?;
     let http_addr: std::net::SocketAddr = cfg
@@ -340,8 +341,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
         let maintenance = Maintenance {
             interval,
-            retention_ms,
+            retention,
             retention_bytes,
+            downsample,
         };
         run(engine.clone(), state, listener, otlp, maintenance, shutdown).await
     })?;
@@ -353,14 +355,28 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes the downsampled copies that are due in every tenant; errors are logged per tenant.
+fn downsample_tenants(engine: &Engine, opts: &strata_compaction::downsample::DownsampleOptions) {
+    for id in engine.tenant_ids() {
+        let Some(db) = engine.existing_tenant(&id) else {
+            continue;
+        };
+        if let Err(e) = strata_compaction::downsample::downsample_due(&db, opts) {
+            tracing::error!(tenant = %id, error = %e, "downsampling failed");
+        }
+    }
+}
+
 /// What the background maintenance does and how often.
 struct Maintenance {
     /// How often it runs.
     interval: Duration,
-    /// Metrics retention (ms); 0 keeps everything.
-    retention_ms: i64,
+    /// Metrics retention per resolution.
+    retention: strata_engine::RetentionPolicy,
     /// Per-tenant size limit of metric blocks (bytes); 0: none.
     retention_bytes: u64,
+    /// When old blocks get downsampled copies; `None`: never.
+    downsample: Option<strata_compaction::downsample::DownsampleOptions>,
 }
 
 async fn run(
@@ -373,8 +389,9 @@ async fn run(
 ) -> anyhow::Result<()> {
     let Maintenance {
         interval,
-        retention_ms,
+        retention,
         retention_bytes,
+        downsample,
     } = maintenance;
     // One signal, broadcast to every listener.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -433,7 +450,10 @@ async fn run(
             // Errors are logged inside `maintain` and `apply_retention`; the loop keeps running.
             let _ = tokio::task::spawn_blocking(move || {
                 let _ = e.maintain();
-                e.apply_retention_and_size(retention_ms, retention_bytes)
+                if let Some(opts) = &downsample {
+                    downsample_tenants(&e, opts);
+                }
+                e.apply_retention_policy_and_size(&retention, retention_bytes)
             })
             .await;
         }
