@@ -26,9 +26,10 @@
 //! `max_over_time`, `min_over_time`, `sum_over_time`, `count_over_time` and `avg_over_time`
 //! (as `sum(sum) / sum(count)`) are exact when every query window boundary falls on a window
 //! boundary of the resolution; otherwise the windows at the two edges of each query window are
-//! counted whole or not at all (by their last sample's timestamp). `rate`/`increase` see one
-//! point per resolution window, so Prometheus's extrapolation covers at most one window at each
-//! edge; `docs/ARCHITECTURE.md` ("Downsampling") states the measured tolerances.
+//! counted whole or not at all (by their last sample's timestamp). `rate`/`increase` measure
+//! the increase of the continuous counter from the last point before the window to the last
+//! point in it; `docs/ARCHITECTURE.md` ("Downsampling") states the rules and the measured
+//! tolerances.
 
 use crate::querier::SelectHints;
 
@@ -112,19 +113,32 @@ impl Aggregate {
 /// True if a selection with `hints` needing `aggr` may read data of resolution `res` (> 0).
 ///
 /// - `max_resolution_ms` caps the resolution (`Some(0)` forces raw);
-/// - range functions need `range >= 5 × res` and, in range queries, `step >= res`;
+/// - in range queries every step must be at least `res`;
+/// - `rate`/`increase` need `range >= res`: the counter stream is continuous, so the increase
+///   over a window is measured from the last point before it (see `docs/ARCHITECTURE.md`,
+///   "Downsampling"), which needs one point per window;
+/// - the other range functions need `range >= 5 × res`, so that the windows cut at the edges
+///   of each query window weigh little;
 /// - plain selections (graphs) need a range query with `step >= res`.
 pub fn resolution_allowed(hints: &SelectHints, aggr: Aggregate, res: i64) -> bool {
     if res <= 0 || hints.max_resolution_ms.is_some_and(|cap| res > cap) {
         return false;
     }
+    let step_ok = hints.step_ms == 0 || hints.step_ms >= res;
     match aggr {
         Aggregate::Last => hints.range_ms == 0 && hints.step_ms >= res,
-        _ => {
-            hints.range_ms >= res.saturating_mul(MIN_WINDOWS_PER_RANGE)
-                && (hints.step_ms == 0 || hints.step_ms >= res)
-        }
+        Aggregate::Counter => hints.range_ms >= res && step_ok,
+        _ => hints.range_ms >= res.saturating_mul(MIN_WINDOWS_PER_RANGE) && step_ok,
     }
+}
+
+/// The coarsest resolution a selection with `hints` for `aggr` could read (0: raw only), for
+/// callers that must fetch a margin of data before their range.
+pub fn coarsest_allowed(hints: &SelectHints, aggr: Aggregate) -> i64 {
+    [RES_1H, RES_5M]
+        .into_iter()
+        .find(|&r| resolution_allowed(hints, aggr, r))
+        .unwrap_or(0)
 }
 
 /// Parses `raw`, `5m`, `1h` or `auto` (any case) into a resolution cap for
@@ -245,7 +259,10 @@ mod tests {
             ..SelectHints::default()
         };
         assert!(resolution_allowed(&h, Aggregate::Counter, RES_5M));
-        assert!(!resolution_allowed(&h, Aggregate::Counter, RES_1H));
+        assert!(resolution_allowed(&h, Aggregate::Counter, RES_1H));
+        assert_eq!(coarsest_allowed(&h, Aggregate::Counter), RES_1H);
+        assert!(resolution_allowed(&h, Aggregate::Max, RES_5M));
+        assert!(!resolution_allowed(&h, Aggregate::Max, RES_1H));
         let forced = SelectHints {
             max_resolution_ms: Some(0),
             ..h.clone()
