@@ -541,6 +541,23 @@ fn decode_range(
     if chunks.is_empty() {
         return Ok(Vec::new());
     }
+    if let ([c], true) = (chunks.as_slice(), deleted.is_empty()) {
+        // One chunk, nothing masked: decode it directly.
+        let mut it = ChunkIter::new(c.encoding, c.data.clone())?;
+        let mut out = Vec::with_capacity(it.num_samples().min(1 << 16));
+        let mut cur = it.seek(mint);
+        while let Some(s) = cur {
+            if s.0 > maxt {
+                break;
+            }
+            out.push(s);
+            cur = it.next_sample();
+        }
+        if let Some(e) = it.take_err() {
+            return Err(e.into());
+        }
+        return Ok(out);
+    }
     let mut it = SeriesIter::new(chunks, deleted)?;
     let mut out = Vec::new();
     let mut cur = it.seek(mint);
@@ -624,56 +641,73 @@ fn read_downsampled(
         Aggregate::Avg => (Aggregate::Sum, Some(Aggregate::Count)),
         a => (a, None),
     };
-    let res = block.meta().resolution_ms;
-    let read = |a: Aggregate| -> Result<Vec<(Labels, Vec<ChunkSource>, Vec<(i64, i64)>)>> {
+    let m = block.meta();
+    let res = m.resolution_ms;
+    // Only the claims that cut into this block mask its samples.
+    let claims: Vec<(i64, i64)> = claimed
+        .iter()
+        .copied()
+        .filter(|&(a, b)| a <= m.max_time && b >= m.min_time)
+        .collect();
+    let postings = |a: Aggregate| -> Result<RoaringBitmap> {
         let mut ms = matchers.to_vec();
         ms.push(Matcher::equal(AGGR_LABEL, a.name()));
-        let ids = block_postings(block, &ms)?;
-        let mut v = Vec::with_capacity(ids.len() as usize);
-        for id in &ids {
-            let (labels, metas) = block.series(id)?;
-            let labels = Labels::from_sorted(
-                labels
-                    .into_vec()
-                    .into_iter()
-                    .filter(|l| l.name != AGGR_LABEL)
-                    .collect(),
-            );
-            let mut chunks = Vec::with_capacity(metas.len());
-            for m in metas
-                .iter()
-                .filter(|m| !covered(claimed, m.min_time, m.max_time))
-            {
-                chunks.push(ChunkSource {
-                    min_time: m.min_time,
-                    max_time: m.max_time,
-                    encoding: Encoding::from_u8(m.encoding)?,
-                    data: block.chunk(m)?,
-                    priority: 0,
-                });
-            }
-            let mut deleted = block.tombstones().intervals(id).to_vec();
-            deleted.extend(claimed.iter().copied());
-            v.push((labels, chunks, deleted));
+        block_postings(block, &ms)
+    };
+    let chunks_of = |metas: &[crate::block::ChunkMeta]| -> Result<Vec<ChunkSource>> {
+        let mut chunks = Vec::with_capacity(metas.len());
+        for m in metas
+            .iter()
+            .filter(|m| !covered(&claims, m.min_time, m.max_time))
+        {
+            chunks.push(ChunkSource {
+                min_time: m.min_time,
+                max_time: m.max_time,
+                encoding: Encoding::from_u8(m.encoding)?,
+                data: block.chunk(m)?,
+                priority: 0,
+            });
         }
-        Ok(v)
+        Ok(chunks)
     };
-    let mains = read(main)?;
-    let mut comps = match companion {
-        Some(c) => read(c)?.into_iter().peekable(),
-        None => Vec::new().into_iter().peekable(),
+    let deleted_of = |id: u32| -> Vec<(i64, i64)> {
+        let mut d = block.tombstones().intervals(id).to_vec();
+        d.extend(claims.iter().copied());
+        d
     };
-    for (labels, chunks, deleted) in mains {
+    let main_ids = postings(main)?;
+    let comp_ids = match companion {
+        Some(c) => Some(postings(c)?),
+        None => None,
+    };
+    // Within one aggregate, ids ascend in the order of the labels without `__aggr__`, and the
+    // writer gives every source series all six aggregates: the i-th companion id belongs to
+    // the i-th main id. Blocks that break this are joined by labels instead.
+    let by_position = comp_ids.as_ref().is_some_and(|c| c.len() == main_ids.len());
+    let mut comp_by_labels: std::collections::HashMap<Labels, u32> =
+        std::collections::HashMap::new();
+    if let (Some(c), false) = (&comp_ids, by_position) {
+        for id in c {
+            comp_by_labels.insert(strip_aggr(block.series(id)?.0), id);
+        }
+    }
+    let mut comp_iter = comp_ids.as_ref().map(|c| c.iter());
+    for id in &main_ids {
+        let (labels, metas) = block.series(id)?;
+        let comp_id = match (&mut comp_iter, by_position) {
+            (Some(it), true) => it.next(),
+            _ => None,
+        };
+        let labels = strip_aggr(labels);
+        let chunks = chunks_of(&metas)?;
         if chunks.is_empty() {
             continue;
         }
         let mut comp_chunks = Vec::new();
         if companion.is_some() {
-            while comps.peek().is_some_and(|c| c.0 < labels) {
-                comps.next();
-            }
-            if let Some(c) = comps.next_if(|c| c.0 == labels) {
-                comp_chunks = c.1;
+            let cid = comp_id.or_else(|| comp_by_labels.get(&labels).copied());
+            if let Some(cid) = cid {
+                comp_chunks = chunks_of(&block.series_chunks(cid)?)?;
             }
             if comp_chunks.is_empty() && aggr == Aggregate::Avg {
                 continue;
@@ -685,10 +719,21 @@ fn read_downsampled(
             block: block_idx,
             main: chunks,
             companion: comp_chunks,
-            deleted,
+            deleted: deleted_of(id),
         });
     }
     Ok(())
+}
+
+/// The labels without [`AGGR_LABEL`].
+fn strip_aggr(labels: Labels) -> Labels {
+    Labels::from_sorted(
+        labels
+            .into_vec()
+            .into_iter()
+            .filter(|l| l.name != AGGR_LABEL)
+            .collect(),
+    )
 }
 
 /// A consistent read view of one tenant: its head and blocks.
@@ -868,7 +913,12 @@ impl Querier {
                     _ => break,
                 },
             };
-            deleted.extend(claimed.iter().copied());
+            if let (Some(lo), Some(hi)) = (
+                chunks.iter().map(|c| c.min_time).min(),
+                chunks.iter().map(|c| c.max_time).max(),
+            ) {
+                deleted.extend(claimed.iter().copied().filter(|&(a, b)| a <= hi && b >= lo));
+            }
             result.push(Series {
                 labels,
                 chunks,
