@@ -66,6 +66,9 @@ fn cpu_time() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// A query's answer: series and their points.
+type Answer = Vec<(Labels, Vec<(i64, f64)>)>;
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -109,7 +112,7 @@ fn main() {
             let mut pts = Vec::with_capacity(1440);
             for m in 0..1440 {
                 let t = d * DAY + m * MIN;
-                if rng.next() % 1440 == 0 {
+                if rng.next().is_multiple_of(1440) {
                     values[i] = 0.0;
                 }
                 values[i] += (rng.next() % 100) as f64;
@@ -138,7 +141,7 @@ fn main() {
     );
     let q = "sum by (job) (rate(x[1h]))";
     let (start, end) = (HOUR, days * DAY);
-    let run = |res: Option<i64>| -> (Duration, Duration, Vec<(Labels, Vec<(i64, f64)>)>) {
+    let run = |res: Option<i64>| -> (Duration, Duration, Answer) {
         let opts = EvalOptions {
             max_samples: usize::MAX,
             max_source_resolution_ms: res,

@@ -2,6 +2,8 @@
 //! stated in `docs/ARCHITECTURE.md` ("Downsampling"); forcing raw and small steps read raw; the
 //! reserved aggregate label never shows.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 

@@ -161,6 +161,10 @@ impl ChunkSource {
     }
 }
 
+/// `(timestamp, value, weight)`: a point of a downsampled stream (see
+/// [`Series::into_weighted`]).
+pub type WeightedPoint = (i64, f64, f64);
+
 /// A selected series: its labels and its chunks overlapping the selected range.
 ///
 /// A series read (partly) from downsampled blocks carries the aggregate it yields
@@ -241,7 +245,7 @@ impl Series {
     /// samples it sums; otherwise weight is 1. Raw samples map into the aggregate's domain
     /// (count → 1, counter → continued reset-adjusted value, others → the value); staleness
     /// markers are kept only for [`Aggregate::Last`].
-    pub fn into_weighted(self) -> Result<(Labels, Vec<(i64, f64, f64)>)> {
+    pub fn into_weighted(self) -> Result<(Labels, Vec<WeightedPoint>)> {
         let Some(ds) = self.downsampled else {
             let mut it = SeriesIter::new(self.chunks, self.deleted)?;
             let mut out = Vec::new();
