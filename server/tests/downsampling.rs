@@ -162,3 +162,65 @@ async fn reserved_label_is_not_listed() {
     assert_eq!(series.len(), 2, "{v}");
     assert!(series.iter().all(|s| s.get("__aggr__").is_none()));
 }
+
+/// The running binary's maintenance writes the copies that are due.
+#[test]
+fn the_server_maintenance_downsamples_old_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    {
+        let (engine, _) = Engine::open(EngineOptions {
+            data_dir: data.clone(),
+            ..EngineOptions::default()
+        })
+        .unwrap();
+        let mut series = BTreeMap::new();
+        series.insert(
+            Labels::from_pairs(&[("__name__", "up"), ("job", "a")]).unwrap(),
+            (0..3 * 1440).map(|i| (i * 60_000, 1.0)).collect::<Vec<_>>(),
+        );
+        engine.tenant("anonymous").unwrap().import(&series).unwrap();
+        engine.close().unwrap();
+    }
+    let cfg = dir.path().join("strata.toml");
+    std::fs::write(
+        &cfg,
+        "[storage]\nmaintenance_interval = \"1s\"\n[downsampling]\nafter_5m = \"1d\"\nafter_1h = \"0s\"\n",
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .env("STRATA_OTLP_GRPC_ADDR", "none")
+        .env("STRATA_OTLP_HTTP_ADDR", "none")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--http-addr")
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let metrics = data.join("tenants/anonymous/metrics");
+    let count_5m = || {
+        std::fs::read_dir(&metrics)
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.ok()?.path().join("meta.json")).ok())
+            .filter(|b| String::from_utf8_lossy(b).contains("\"resolution_ms\": 300000"))
+            .count()
+    };
+    // 36 raw 2 h blocks; those ending more than 1 d before the newest sample get a 5 m copy.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while count_5m() < 23 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let n = count_5m();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(n, 23);
+}
