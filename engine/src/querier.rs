@@ -638,15 +638,13 @@ fn read_downsampled(
     aggr: Aggregate,
     matchers: &[Matcher],
     claimed: &[(i64, i64)],
-    out: &mut std::collections::BTreeMap<Labels, (i64, Vec<DsBlockPart>)>,
-) -> Result<()> {
+) -> Result<Vec<(Labels, DsBlockPart)>> {
     let (main, companion) = match aggr {
         Aggregate::Counter => (Aggregate::Counter, Some(Aggregate::Last)),
         Aggregate::Avg => (Aggregate::Sum, Some(Aggregate::Count)),
         a => (a, None),
     };
     let m = block.meta();
-    let res = m.resolution_ms;
     // Only the claims that cut into this block mask its samples.
     let claims: Vec<(i64, i64)> = claimed
         .iter()
@@ -696,6 +694,7 @@ fn read_downsampled(
         }
     }
     let mut comp_iter = comp_ids.as_ref().map(|c| c.iter());
+    let mut out = Vec::with_capacity(main_ids.len() as usize);
     for id in &main_ids {
         let (labels, metas) = block.series(id)?;
         let comp_id = match (&mut comp_iter, by_position) {
@@ -717,16 +716,87 @@ fn read_downsampled(
                 continue;
             }
         }
-        let entry = out.entry(labels).or_insert_with(|| (0, Vec::new()));
-        entry.0 = entry.0.max(res);
-        entry.1.push(DsBlockPart {
-            block: block_idx,
-            main: chunks,
-            companion: comp_chunks,
-            deleted: deleted_of(id),
-        });
+        out.push((
+            labels,
+            DsBlockPart {
+                block: block_idx,
+                main: chunks,
+                companion: comp_chunks,
+                deleted: deleted_of(id),
+            },
+        ));
     }
-    Ok(())
+    if comp_ids.is_some() && !by_position {
+        // A join by labels may have kept an order the writer did not guarantee.
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    Ok(out)
+}
+
+/// Downsampled parts of one series: its labels, the coarsest resolution among them, and the
+/// parts in block order.
+type DsEntry = (Labels, (i64, Vec<DsBlockPart>));
+
+/// Merges one block's parts (sorted by labels) into `acc` (sorted by labels).
+fn merge_parts(acc: Vec<DsEntry>, parts: Vec<(Labels, DsBlockPart)>, res: i64) -> Vec<DsEntry> {
+    let mut out = Vec::with_capacity(acc.len().max(parts.len()));
+    let mut a = acc.into_iter().peekable();
+    let mut p = parts.into_iter().peekable();
+    loop {
+        let ord = match (a.peek(), p.peek()) {
+            (None, None) => break,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) => x.0.cmp(&y.0),
+        };
+        match ord {
+            std::cmp::Ordering::Less => out.extend(a.next()),
+            std::cmp::Ordering::Greater => {
+                if let Some((l, part)) = p.next() {
+                    out.push((l, (res, vec![part])));
+                }
+            }
+            std::cmp::Ordering::Equal => {
+                if let (Some((l, (r, mut v))), Some((_, part))) = (a.next(), p.next()) {
+                    v.push(part);
+                    out.push((l, (r.max(res), v)));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Maps `f` over `items` on up to the available cores, keeping their order (blocks of a
+/// downsampled selection are read in parallel; each read is independent).
+fn par_blocks<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len() / 2);
+    if threads <= 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let per = items.len().div_ceil(threads);
+    let mut groups: Vec<Vec<T>> = Vec::with_capacity(threads);
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        groups.push(items.by_ref().take(per).collect());
+    }
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = groups
+            .into_iter()
+            .map(|g| s.spawn(move || g.into_iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        let mut out = Vec::new();
+        for h in handles {
+            match h.join() {
+                Ok(v) => out.extend(v),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        out
+    })
 }
 
 /// The labels without [`AGGR_LABEL`].
@@ -794,13 +864,14 @@ impl Querier {
         resolutions.sort_unstable_by(|a, b| b.cmp(a));
         resolutions.dedup();
 
-        let mut ds: std::collections::BTreeMap<Labels, (i64, Vec<DsBlockPart>)> =
-            std::collections::BTreeMap::new();
+        // Downsampled parts per series, sorted by labels.
+        let mut ds: Vec<DsEntry> = Vec::new();
         // Time ranges already served by coarser data, sorted and disjoint.
         let mut claimed: Vec<(i64, i64)> = Vec::new();
         if let Some(aggr) = aggr {
             for &res in &resolutions {
                 let mut new_claims = Vec::new();
+                let mut todo = Vec::new();
                 for (idx, block) in self.blocks.iter().enumerate() {
                     let m = block.meta();
                     if m.resolution_ms != res || m.min_time > maxt || m.max_time < mint {
@@ -810,8 +881,15 @@ impl Querier {
                     if covered(&claimed, range.0, range.1) {
                         continue;
                     }
-                    read_downsampled(block, idx, aggr, matchers, &claimed, &mut ds)?;
+                    todo.push((idx, block));
                     new_claims.push(range);
+                }
+                let claims = &claimed;
+                let read = par_blocks(todo, |(idx, block)| {
+                    read_downsampled(block, idx, aggr, matchers, claims)
+                });
+                for parts in read {
+                    ds = merge_parts(ds, parts?, res);
                 }
                 claimed.extend(new_claims);
                 claimed = normalize(claimed);
