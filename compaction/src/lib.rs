@@ -7,12 +7,16 @@
 //! (overlaps first, then levels of ranges 2 h → 6 h → 24 h, then tombstone-heavy blocks) and
 //! [`compact`] streams them into one new block that replaces its inputs atomically.
 //!
+//! Downsampling ([`downsample`]) writes 5 m and 1 h aggregate copies of old raw blocks, which
+//! queries with large steps read instead of raw data.
+//!
 //! One compaction runs at a time per tenant: every entry point here takes the tenant's
 //! maintenance lock ([`TenantDb::lock_maintenance`]), which deletion, downsampling and
 //! retention take too. Progress and durations are counted in [`CompactionStats`], which the
 //! server exposes on `/metrics`.
 
 pub mod compact;
+pub mod downsample;
 pub mod planner;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -176,6 +176,41 @@ pub struct TenantOpenReport {
     pub repair: Option<String>,
 }
 
+/// How long blocks of each resolution are kept (ms; 0 keeps them forever).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResolutionRetention {
+    /// Raw blocks (`resolution_ms == 0`).
+    pub raw_ms: i64,
+    /// 5-minute blocks.
+    pub res_5m_ms: i64,
+    /// 1-hour blocks (and any other, coarser, resolution).
+    pub res_1h_ms: i64,
+}
+
+impl ResolutionRetention {
+    /// The same retention for every resolution.
+    pub fn uniform(retention_ms: i64) -> Self {
+        ResolutionRetention {
+            raw_ms: retention_ms,
+            res_5m_ms: retention_ms,
+            res_1h_ms: retention_ms,
+        }
+    }
+
+    /// The retention of blocks with resolution `resolution_ms`.
+    pub fn retention_ms(&self, resolution_ms: i64) -> i64 {
+        match resolution_ms {
+            r if r <= 0 => self.raw_ms,
+            r if r <= crate::downsample::RES_5M => self.res_5m_ms,
+            _ => self.res_1h_ms,
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.raw_ms > 0 || self.res_5m_ms > 0 || self.res_1h_ms > 0
+    }
+}
+
 /// One tenant's metrics storage.
 pub struct TenantDb {
     id: String,
@@ -517,16 +552,22 @@ impl TenantDb {
         }
         let _maint = self.lock_maintenance();
         let blocks = self.blocks();
-        let sizes: Vec<u64> = blocks.iter().map(|b| dir_size(b.dir())).collect();
-        let mut total: u64 = sizes.iter().sum();
-        let mut expired = Vec::new();
-        for (b, size) in blocks.iter().zip(&sizes) {
-            if total <= max_bytes {
-                break;
-            }
-            total = total.saturating_sub(*size);
-            expired.push(b.meta().id.clone());
-        }
+        let extents: Vec<crate::retention::BlockExtent> = blocks
+            .iter()
+            .map(|b| crate::retention::BlockExtent {
+                min_time: b.meta().min_time,
+                max_time: b.meta().max_time,
+                bytes: dir_size(b.dir()),
+            })
+            .collect();
+        let policy = crate::retention::RetentionPolicy {
+            max_age: 0,
+            max_bytes,
+        };
+        let expired: Vec<String> = crate::retention::expired(&extents, 0, &policy)
+            .into_iter()
+            .filter_map(|i| blocks.get(i).map(|b| b.meta().id.clone()))
+            .collect();
         self.delete_blocks(|b| expired.contains(&b.meta().id), "size limit")
     }
 
@@ -565,25 +606,60 @@ impl TenantDb {
     /// retention, so a tenant that stops receiving data keeps its last `retention_ms`. Only
     /// whole blocks are deleted: a block is kept while any of its samples is inside the
     /// retention. A block is first unlisted (new queries stop seeing it; running ones keep
-    /// their mapped copy), then its directory is removed. Returns the deleted blocks.
+    /// their mapped copy), then its directory is removed. Returns the deleted blocks. The
+    /// same retention applies to every resolution; see
+    /// [`TenantDb::apply_retention_policy`] for one per resolution.
     pub fn apply_retention(&self, retention_ms: i64) -> Result<Vec<BlockMeta>> {
-        if retention_ms <= 0 {
+        self.apply_retention_policy(&ResolutionRetention::uniform(retention_ms))
+    }
+
+    /// Like [`TenantDb::apply_retention`], with the retention of each block chosen by its
+    /// resolution (raw, 5 m, 1 h). Age is measured against the tenant's newest sample at any
+    /// resolution.
+    pub fn apply_retention_policy(&self, policy: &ResolutionRetention) -> Result<Vec<BlockMeta>> {
+        if !policy.any() {
             return Ok(Vec::new());
         }
         let _maint = self.lock_maintenance();
-        let newest_block = self
-            .blocks
-            .read()
+        let blocks = self.blocks();
+        let newest = blocks
             .iter()
             .map(|b| b.meta().max_time)
             .max()
-            .unwrap_or(i64::MIN);
-        let newest = newest_block.max(self.head.max_time());
+            .unwrap_or(i64::MIN)
+            .max(self.head.max_time());
         if newest == i64::MIN {
             return Ok(Vec::new());
         }
-        let cutoff = newest.saturating_sub(retention_ms);
-        self.delete_blocks(|b| b.meta().max_time < cutoff, "retention")
+        // The shared rule, applied to each resolution with its own age limit.
+        let mut expired: Vec<String> = Vec::new();
+        let mut resolutions: Vec<i64> = blocks.iter().map(|b| b.meta().resolution_ms).collect();
+        resolutions.sort_unstable();
+        resolutions.dedup();
+        for res in resolutions {
+            let of_res: Vec<&Arc<Block>> = blocks
+                .iter()
+                .filter(|b| b.meta().resolution_ms == res)
+                .collect();
+            let extents: Vec<crate::retention::BlockExtent> = of_res
+                .iter()
+                .map(|b| crate::retention::BlockExtent {
+                    min_time: b.meta().min_time,
+                    max_time: b.meta().max_time,
+                    bytes: 0,
+                })
+                .collect();
+            let rule = crate::retention::RetentionPolicy {
+                max_age: policy.retention_ms(res).max(0),
+                max_bytes: 0,
+            };
+            expired.extend(
+                crate::retention::expired(&extents, newest, &rule)
+                    .into_iter()
+                    .filter_map(|i| of_res.get(i).map(|b| b.meta().id.clone())),
+            );
+        }
+        self.delete_blocks(|b| expired.contains(&b.meta().id), "retention")
     }
 
     /// Appends a batch. Returns once the accepted samples are durable per the sync mode.
@@ -1265,11 +1341,21 @@ impl Engine {
     /// Applies the time retention and then the per-tenant size limit (0: none) to every
     /// tenant. Returns the number of deleted blocks.
     pub fn apply_retention_and_size(&self, retention_ms: i64, max_bytes: u64) -> Result<usize> {
+        self.apply_retention_policy_and_size(&ResolutionRetention::uniform(retention_ms), max_bytes)
+    }
+
+    /// Applies the retention per resolution and then the per-tenant size limit (0: none) to
+    /// every tenant. Returns the number of deleted blocks.
+    pub fn apply_retention_policy_and_size(
+        &self,
+        policy: &ResolutionRetention,
+        max_bytes: u64,
+    ) -> Result<usize> {
         let tenants: Vec<Arc<TenantDb>> = self.tenants.read().values().cloned().collect();
         let mut first_err = None;
         let mut deleted = 0;
         for t in tenants {
-            let r = t.apply_retention(retention_ms).and_then(|mut d| {
+            let r = t.apply_retention_policy(policy).and_then(|mut d| {
                 d.extend(t.apply_size_limit(max_bytes)?);
                 Ok(d)
             });
@@ -1451,6 +1537,79 @@ mod tests {
         assert_eq!(metas.len(), 2);
         assert_eq!(metas[0].min_time, 3 * 3_600_000);
         assert_eq!(engine.apply_retention_and_size(0, 0).unwrap(), 0);
+    }
+
+    /// Writes a block of resolution `res` over `[lo, hi]` with one sample at `hi`, publishes it.
+    fn fake_block(db: &TenantDb, lo: i64, hi: i64, res: i64) -> String {
+        let mut w = BlockWriter::create_with(
+            db.dir(),
+            crate::block::BlockWriterOptions {
+                resolution_ms: res,
+                ..crate::block::BlockWriterOptions::new(lo, hi)
+            },
+        )
+        .unwrap();
+        let data = chunk::encode(chunk::Encoding::Gorilla, &[(hi, 1.0)]).unwrap();
+        w.add_series(
+            &series(0),
+            &[(hi, hi, 1, chunk::Encoding::Gorilla.as_u8(), &data)],
+        )
+        .unwrap();
+        let (_, path) = w.finish().unwrap();
+        db.replace_blocks(&path, &[]).unwrap().id
+    }
+
+    #[test]
+    fn retention_per_resolution_and_tenant() {
+        use crate::downsample::{RES_1H, RES_5M};
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, _) = Engine::open(opts(dir.path())).unwrap();
+        const DAY: i64 = 86_400_000;
+        // Tenant a: raw, 5 m and 1 h blocks for each of days 0..10 (newest sample: day 10).
+        // Tenant b: the same resolutions, but only days 0..4.
+        let mut blocks: HashMap<(&str, i64, i64), String> = HashMap::new();
+        for (tenant, days) in [("a", 10), ("b", 4)] {
+            let db = engine.tenant(tenant).unwrap();
+            for d in 0..days {
+                for res in [0, RES_5M, RES_1H] {
+                    let id = fake_block(&db, d * DAY, (d + 1) * DAY - 1, res);
+                    blocks.insert((tenant, d, res), id);
+                }
+            }
+        }
+        let policy = ResolutionRetention {
+            raw_ms: 2 * DAY,
+            res_5m_ms: 5 * DAY,
+            res_1h_ms: 0,
+        };
+        let deleted = engine.apply_retention_policy_and_size(&policy, 0).unwrap();
+        // a: newest = 10 d - 1 ms; raw blocks ending before 8 d - 1 ms go (days 0..=6, 7
+        // blocks), 5 m ones ending before 5 d - 1 ms (days 0..=3, 4 blocks), 1 h: kept.
+        // b: newest = 4 d - 1 ms; raw day 0 goes, no 5 m block is old enough.
+        assert_eq!(deleted, 7 + 4 + 1);
+        for (tenant, days, raw_kept_from, five_kept_from) in [("a", 10, 7, 4), ("b", 4, 1, 0)] {
+            let db = engine.tenant(tenant).unwrap();
+            let left: std::collections::HashSet<String> =
+                db.block_metas().into_iter().map(|m| m.id).collect();
+            for d in 0..days {
+                for (res, kept_from) in [(0, raw_kept_from), (RES_5M, five_kept_from), (RES_1H, 0)]
+                {
+                    let id = &blocks[&(tenant, d, res)];
+                    assert_eq!(
+                        left.contains(id),
+                        d >= kept_from,
+                        "{tenant} day {d} res {res}"
+                    );
+                    assert_eq!(db.dir().join(id).exists(), d >= kept_from);
+                }
+            }
+        }
+        // Nothing more is due.
+        assert_eq!(
+            engine.apply_retention_policy_and_size(&policy, 0).unwrap(),
+            0
+        );
+        assert_eq!(ResolutionRetention::uniform(5).retention_ms(RES_1H), 5);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 pub mod block;
 pub mod chunk;
 pub mod db;
+pub mod downsample;
 pub mod error;
 pub mod exemplars;
 pub mod head;
@@ -24,7 +25,7 @@ pub mod traces;
 
 pub use db::{
     AppendReport, AppendSeries, DEFAULT_TENANT, DeleteReport, Engine, EngineOptions, IngestSeries,
-    TenantDb, TenantOpenReport,
+    ResolutionRetention, TenantDb, TenantOpenReport,
 };
 pub use error::{Error, Result};
 pub use exemplars::{Exemplar, MetricMetadata};

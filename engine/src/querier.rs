@@ -30,6 +30,9 @@ use roaring::RoaringBitmap;
 
 use crate::block::Block;
 use crate::chunk::{ChunkIter, Encoding};
+use crate::downsample::{
+    AGGR_LABEL, Aggregate, StitchPoint, is_stale_marker, resolution_allowed, stitch,
+};
 use crate::error::{Error, Result};
 use crate::head::{Head, HeadChunk};
 use crate::labels::{Labels, MatchOp, Matcher};
@@ -48,6 +51,10 @@ pub struct SelectHints {
     pub range_ms: i64,
     /// Function applied to the selection, if any (e.g. `rate`).
     pub func: Option<String>,
+    /// The coarsest downsampling resolution (ms) the selection may read: `None` lets the
+    /// querier choose (the coarsest that serves the function, step and range), `Some(0)` forces
+    /// raw samples. See [`crate::downsample::resolution_allowed`].
+    pub max_resolution_ms: Option<i64>,
 }
 
 /// Resolves matchers over an index given three accessors: all postings, postings of the values
@@ -201,11 +208,41 @@ impl ChunkSource {
     }
 }
 
+/// `(timestamp, value, weight)`: a point of a downsampled stream (see
+/// [`Series::into_weighted`]).
+pub type WeightedPoint = (i64, f64, f64);
+
 /// A selected series: its labels and its chunks overlapping the selected range.
+///
+/// A series read (partly) from downsampled blocks carries the aggregate it yields
+/// ([`Series::aggregate`]); its samples are then that aggregate's stream, stitched from
+/// downsampled blocks and raw data, decoded when the series is iterated.
 #[derive(Clone, Debug)]
 pub struct Series {
     labels: Labels,
     chunks: Vec<ChunkSource>,
+    deleted: Vec<(i64, i64)>,
+    downsampled: Option<Box<DownsampledParts>>,
+}
+
+/// The downsampled pieces of a series: per downsampled block, the chunks of the aggregate and
+/// (for counters and averages) of its companion stream.
+#[derive(Clone, Debug)]
+struct DownsampledParts {
+    aggregate: Aggregate,
+    resolution_ms: i64,
+    mint: i64,
+    maxt: i64,
+    blocks: Vec<DsBlockPart>,
+}
+
+#[derive(Clone, Debug)]
+struct DsBlockPart {
+    /// Index of the block in the querier's block list (identifies the counter domain).
+    block: usize,
+    main: Vec<ChunkSource>,
+    /// `last` for counters, `count` for averages.
+    companion: Vec<ChunkSource>,
     deleted: Vec<(i64, i64)>,
 }
 
@@ -215,22 +252,111 @@ impl Series {
         &self.labels
     }
 
-    /// The series' chunks (unordered, possibly overlapping).
+    /// The series' raw chunks (unordered, possibly overlapping).
     pub fn chunks(&self) -> &[ChunkSource] {
         &self.chunks
     }
 
+    /// The aggregate this series' samples are, if it was read from downsampled blocks;
+    /// `None` for raw samples.
+    pub fn aggregate(&self) -> Option<Aggregate> {
+        self.downsampled.as_ref().map(|d| d.aggregate)
+    }
+
+    /// The coarsest resolution (ms) among the data read for this series; 0 for raw.
+    pub fn resolution_ms(&self) -> i64 {
+        self.downsampled.as_ref().map_or(0, |d| d.resolution_ms)
+    }
+
     /// An iterator over the merged, deduplicated samples, ascending by timestamp. The caller
     /// bounds it to the selected range with `seek` and by checking timestamps; chunks may hold
-    /// samples outside the range.
+    /// samples outside the range. For a downsampled series the samples are the aggregate's
+    /// stream (for [`Aggregate::Avg`], the sums; see [`Series::into_weighted`]).
     pub fn iter(&self) -> Result<SeriesIter> {
-        SeriesIter::new(self.chunks.clone(), self.deleted.clone())
+        self.clone().into_parts().map(|p| p.1)
     }
 
     /// Consumes the series into its labels and a sample iterator, without copying either.
     pub fn into_parts(self) -> Result<(Labels, SeriesIter)> {
+        if self.downsampled.is_some() {
+            let (labels, pts) = self.into_weighted()?;
+            let merged = pts.into_iter().map(|(t, v, _)| (t, v)).collect();
+            return Ok((labels, SeriesIter::from_samples(merged)));
+        }
         let it = SeriesIter::new(self.chunks, self.deleted)?;
         Ok((self.labels, it))
+    }
+
+    /// Consumes the series into its labels and `(t, value, weight)` points in `[mint, maxt]`
+    /// of the selection: for [`Aggregate::Avg`] value is a sum and weight the number of raw
+    /// samples it sums; otherwise weight is 1. Raw samples map into the aggregate's domain
+    /// (count → 1, counter → continued reset-adjusted value, others → the value); staleness
+    /// markers are kept only for [`Aggregate::Last`].
+    pub fn into_weighted(self) -> Result<(Labels, Vec<WeightedPoint>)> {
+        let Some(ds) = self.downsampled else {
+            let mut it = SeriesIter::new(self.chunks, self.deleted)?;
+            let mut out = Vec::new();
+            while let Some((t, v)) = it.next_sample() {
+                out.push((t, v, 1.0));
+            }
+            if let Some(e) = it.take_err() {
+                return Err(e);
+            }
+            return Ok((self.labels, out));
+        };
+        let aggr = ds.aggregate;
+        let (mint, maxt) = (ds.mint, ds.maxt);
+        let mut pts: Vec<StitchPoint> = Vec::new();
+        for part in ds.blocks {
+            let main = decode_range(part.main, part.deleted.clone(), mint, maxt)?;
+            let companion = if part.companion.is_empty() {
+                Vec::new()
+            } else {
+                decode_range(part.companion, part.deleted, mint, maxt)?
+            };
+            let mut ci = 0usize;
+            for (t, v) in main {
+                // The companion stream has a point at every window point of the main stream
+                // (the counter's extra first point has none: there the raw value is the value).
+                while companion.get(ci).is_some_and(|c| c.0 < t) {
+                    ci += 1;
+                }
+                let comp = companion.get(ci).filter(|c| c.0 == t).map(|c| c.1);
+                let (raw, weight) = match aggr {
+                    Aggregate::Counter => (comp.unwrap_or(v), 1.0),
+                    Aggregate::Avg => match comp {
+                        Some(n) => (v, n),
+                        None => continue,
+                    },
+                    _ => (v, 1.0),
+                };
+                pts.push(StitchPoint {
+                    t,
+                    value: v,
+                    raw,
+                    weight,
+                    segment: Some(part.block),
+                });
+            }
+        }
+        let keep_stale = aggr == Aggregate::Last;
+        for (t, v) in decode_range(self.chunks, self.deleted, mint, maxt)? {
+            if !keep_stale && is_stale_marker(v) {
+                continue;
+            }
+            let value = if aggr == Aggregate::Count { 1.0 } else { v };
+            pts.push(StitchPoint {
+                t,
+                value,
+                raw: v,
+                weight: 1.0,
+                segment: None,
+            });
+        }
+        // Parts are disjoint in time; a stable sort keeps each part's order.
+        pts.sort_by_key(|p| p.t);
+        pts.dedup_by_key(|p| p.t);
+        Ok((self.labels, stitch(aggr, &pts)))
     }
 
     /// Decodes all samples in `[mint, maxt]`.
@@ -285,6 +411,18 @@ pub struct SeriesIter {
 }
 
 impl SeriesIter {
+    /// Builds an iterator over samples already decoded (sorted by time).
+    pub fn from_samples(samples: Vec<(i64, f64)>) -> Self {
+        SeriesIter {
+            segments: vec![Segment::Merged(samples)].into_iter(),
+            active: None,
+            deleted: Vec::new(),
+            del_pos: 0,
+            cur: None,
+            err: None,
+        }
+    }
+
     /// Builds an iterator over head chunks `(chunk, is_ooo)`, skipping the `deleted`
     /// intervals.
     pub fn from_head(chunks: &[(HeadChunk, bool)], deleted: Vec<(i64, i64)>) -> Result<Self> {
@@ -480,6 +618,49 @@ fn normalize_intervals(mut v: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
     out
 }
 
+/// Decodes the samples of `chunks` (minus `deleted`) in `[mint, maxt]`.
+fn decode_range(
+    chunks: Vec<ChunkSource>,
+    deleted: Vec<(i64, i64)>,
+    mint: i64,
+    maxt: i64,
+) -> Result<Vec<(i64, f64)>> {
+    if chunks.is_empty() {
+        return Ok(Vec::new());
+    }
+    if let ([c], true) = (chunks.as_slice(), deleted.is_empty()) {
+        // One chunk, nothing masked: decode it directly.
+        let mut it = ChunkIter::new(c.encoding, c.data.clone())?;
+        let mut out = Vec::with_capacity(it.num_samples().min(1 << 16));
+        let mut cur = it.seek(mint);
+        while let Some(s) = cur {
+            if s.0 > maxt {
+                break;
+            }
+            out.push(s);
+            cur = it.next_sample();
+        }
+        if let Some(e) = it.take_err() {
+            return Err(e.into());
+        }
+        return Ok(out);
+    }
+    let mut it = SeriesIter::new(chunks, deleted)?;
+    let mut out = Vec::new();
+    let mut cur = it.seek(mint);
+    while let Some(s) = cur {
+        if s.0 > maxt {
+            break;
+        }
+        out.push(s);
+        cur = it.next_sample();
+    }
+    if let Some(e) = it.take_err() {
+        return Err(e);
+    }
+    Ok(out)
+}
+
 fn flush_group(mut group: Vec<ChunkSource>) -> Result<Segment> {
     if group.len() == 1
         && let Some(c) = group.pop()
@@ -496,6 +677,220 @@ fn flush_group(mut group: Vec<ChunkSource>) -> Result<Segment> {
     Ok(Segment::Merged(
         all.into_iter().map(|(t, _, _, v)| (t, v)).collect(),
     ))
+}
+
+/// Drops user matchers on the reserved [`AGGR_LABEL`] that accept the empty value (no visible
+/// series has the label); `None` if one rejects it (nothing can match).
+fn without_reserved(matchers: &[Matcher]) -> Option<Vec<Matcher>> {
+    let mut out = Vec::with_capacity(matchers.len());
+    for m in matchers {
+        if m.name == AGGR_LABEL {
+            if !m.matches("") {
+                return None;
+            }
+        } else {
+            out.push(m.clone());
+        }
+    }
+    Some(out)
+}
+
+/// Sorts and merges inclusive intervals.
+fn normalize(mut v: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+    v.sort_unstable();
+    let mut out: Vec<(i64, i64)> = Vec::with_capacity(v.len());
+    for (a, b) in v {
+        match out.last_mut() {
+            Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
+/// True if `[lo, hi]` lies inside the union of the sorted, merged intervals `claimed`.
+fn covered(claimed: &[(i64, i64)], lo: i64, hi: i64) -> bool {
+    claimed.iter().any(|&(a, b)| a <= lo && hi <= b)
+}
+
+/// Reads the series of one downsampled block for `aggr` (and its companion stream) into `out`,
+/// keyed by the labels without [`AGGR_LABEL`]; samples in `claimed` are masked.
+fn read_downsampled(
+    block: &Block,
+    block_idx: usize,
+    aggr: Aggregate,
+    matchers: &[Matcher],
+    claimed: &[(i64, i64)],
+) -> Result<Vec<(Labels, DsBlockPart)>> {
+    let (main, companion) = match aggr {
+        Aggregate::Counter => (Aggregate::Counter, Some(Aggregate::Last)),
+        Aggregate::Avg => (Aggregate::Sum, Some(Aggregate::Count)),
+        a => (a, None),
+    };
+    let m = block.meta();
+    // Only the claims that cut into this block mask its samples.
+    let claims: Vec<(i64, i64)> = claimed
+        .iter()
+        .copied()
+        .filter(|&(a, b)| a <= m.max_time && b >= m.min_time)
+        .collect();
+    let postings = |a: Aggregate| -> Result<RoaringBitmap> {
+        let mut ms = matchers.to_vec();
+        ms.push(Matcher::equal(AGGR_LABEL, a.name()));
+        block_postings(block, &ms)
+    };
+    let chunks_of = |metas: &[crate::block::ChunkMeta]| -> Result<Vec<ChunkSource>> {
+        let mut chunks = Vec::with_capacity(metas.len());
+        for m in metas
+            .iter()
+            .filter(|m| !covered(&claims, m.min_time, m.max_time))
+        {
+            chunks.push(ChunkSource {
+                min_time: m.min_time,
+                max_time: m.max_time,
+                encoding: Encoding::from_u8(m.encoding)?,
+                data: block.chunk(m)?,
+                priority: 0,
+            });
+        }
+        Ok(chunks)
+    };
+    let deleted_of = |id: u32| -> Vec<(i64, i64)> {
+        let mut d = block.tombstones().intervals(id).to_vec();
+        d.extend(claims.iter().copied());
+        d
+    };
+    let main_ids = postings(main)?;
+    let comp_ids = match companion {
+        Some(c) => Some(postings(c)?),
+        None => None,
+    };
+    // Within one aggregate, ids ascend in the order of the labels without `__aggr__`, and the
+    // writer gives every source series all six aggregates: the i-th companion id belongs to
+    // the i-th main id. Blocks that break this are joined by labels instead.
+    let by_position = comp_ids.as_ref().is_some_and(|c| c.len() == main_ids.len());
+    let mut comp_by_labels: std::collections::HashMap<Labels, u32> =
+        std::collections::HashMap::new();
+    if let (Some(c), false) = (&comp_ids, by_position) {
+        for id in c {
+            comp_by_labels.insert(strip_aggr(block.series(id)?.0), id);
+        }
+    }
+    let mut comp_iter = comp_ids.as_ref().map(|c| c.iter());
+    let mut out = Vec::with_capacity(main_ids.len() as usize);
+    for id in &main_ids {
+        let (labels, metas) = block.series(id)?;
+        let comp_id = match (&mut comp_iter, by_position) {
+            (Some(it), true) => it.next(),
+            _ => None,
+        };
+        let labels = strip_aggr(labels);
+        let chunks = chunks_of(&metas)?;
+        if chunks.is_empty() {
+            continue;
+        }
+        let mut comp_chunks = Vec::new();
+        if companion.is_some() {
+            let cid = comp_id.or_else(|| comp_by_labels.get(&labels).copied());
+            if let Some(cid) = cid {
+                comp_chunks = chunks_of(&block.series_chunks(cid)?)?;
+            }
+            if comp_chunks.is_empty() && aggr == Aggregate::Avg {
+                continue;
+            }
+        }
+        out.push((
+            labels,
+            DsBlockPart {
+                block: block_idx,
+                main: chunks,
+                companion: comp_chunks,
+                deleted: deleted_of(id),
+            },
+        ));
+    }
+    if comp_ids.is_some() && !by_position {
+        // A join by labels may have kept an order the writer did not guarantee.
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    Ok(out)
+}
+
+/// Downsampled parts of one series: its labels, the coarsest resolution among them, and the
+/// parts in block order.
+type DsEntry = (Labels, (i64, Vec<DsBlockPart>));
+
+/// Merges one block's parts (sorted by labels) into `acc` (sorted by labels).
+fn merge_parts(acc: Vec<DsEntry>, parts: Vec<(Labels, DsBlockPart)>, res: i64) -> Vec<DsEntry> {
+    let mut out = Vec::with_capacity(acc.len().max(parts.len()));
+    let mut a = acc.into_iter().peekable();
+    let mut p = parts.into_iter().peekable();
+    loop {
+        let ord = match (a.peek(), p.peek()) {
+            (None, None) => break,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) => x.0.cmp(&y.0),
+        };
+        match ord {
+            std::cmp::Ordering::Less => out.extend(a.next()),
+            std::cmp::Ordering::Greater => {
+                if let Some((l, part)) = p.next() {
+                    out.push((l, (res, vec![part])));
+                }
+            }
+            std::cmp::Ordering::Equal => {
+                if let (Some((l, (r, mut v))), Some((_, part))) = (a.next(), p.next()) {
+                    v.push(part);
+                    out.push((l, (r.max(res), v)));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Maps `f` over `items` on up to the available cores, keeping their order (blocks of a
+/// downsampled selection are read in parallel; each read is independent).
+fn par_blocks<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len() / 2);
+    if threads <= 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let per = items.len().div_ceil(threads);
+    let mut groups: Vec<Vec<T>> = Vec::with_capacity(threads);
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        groups.push(items.by_ref().take(per).collect());
+    }
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = groups
+            .into_iter()
+            .map(|g| s.spawn(move || g.into_iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        let mut out = Vec::new();
+        for h in handles {
+            match h.join() {
+                Ok(v) => out.extend(v),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        out
+    })
+}
+
+/// The labels without [`AGGR_LABEL`].
+fn strip_aggr(labels: Labels) -> Labels {
+    Labels::from_sorted(
+        labels
+            .into_vec()
+            .into_iter()
+            .filter(|l| l.name != AGGR_LABEL)
+            .collect(),
+    )
 }
 
 /// A consistent read view of one tenant: its head and blocks.
@@ -522,25 +917,86 @@ impl Querier {
 
     /// Selects the series matching all `matchers` that have samples in `[mint, maxt]`, sorted
     /// by labels, each with its chunks from every source.
+    ///
+    /// When `hints` name a function that downsampled data can serve (see
+    /// [`Aggregate::for_function`] and [`resolution_allowed`]), the coarsest allowed resolution
+    /// is read where its blocks exist, finer resolutions where they do not, raw blocks and the
+    /// head for the rest; every returned series then carries the aggregate it yields
+    /// ([`Series::aggregate`]). Otherwise only raw blocks and the head are read.
     pub fn select(
         &self,
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-        _hints: &SelectHints,
+        hints: &SelectHints,
     ) -> Result<Vec<Series>> {
+        let Some(matchers) = without_reserved(matchers) else {
+            return Ok(Vec::new());
+        };
+        let matchers = matchers.as_slice();
+        let aggr = Aggregate::for_function(hints.func.as_deref(), hints.range_ms);
+        let mut resolutions: Vec<i64> = match aggr {
+            Some(a) => self
+                .blocks
+                .iter()
+                .map(|b| b.meta().resolution_ms)
+                .filter(|&r| resolution_allowed(hints, a, r))
+                .collect(),
+            None => Vec::new(),
+        };
+        resolutions.sort_unstable_by(|a, b| b.cmp(a));
+        resolutions.dedup();
+
+        // Downsampled parts per series, sorted by labels.
+        let mut ds: Vec<DsEntry> = Vec::new();
+        // Time ranges already served by coarser data, sorted and disjoint.
+        let mut claimed: Vec<(i64, i64)> = Vec::new();
+        if let Some(aggr) = aggr {
+            for &res in &resolutions {
+                let mut new_claims = Vec::new();
+                let mut todo = Vec::new();
+                for (idx, block) in self.blocks.iter().enumerate() {
+                    let m = block.meta();
+                    if m.resolution_ms != res || m.min_time > maxt || m.max_time < mint {
+                        continue;
+                    }
+                    let range = (m.min_time.max(mint), m.max_time.min(maxt));
+                    if covered(&claimed, range.0, range.1) {
+                        continue;
+                    }
+                    todo.push((idx, block));
+                    new_claims.push(range);
+                }
+                let claims = &claimed;
+                let read = par_blocks(todo, |(idx, block)| {
+                    read_downsampled(block, idx, aggr, matchers, claims)
+                });
+                for parts in read {
+                    ds = merge_parts(ds, parts?, res);
+                }
+                claimed.extend(new_claims);
+                claimed = normalize(claimed);
+            }
+        }
+
         let mut out: Vec<Series> = Vec::new();
         for block in self.blocks_in(mint, maxt) {
+            if block.meta().resolution_ms != 0
+                || covered(&claimed, block.meta().min_time, block.meta().max_time)
+            {
+                continue;
+            }
             let ids = block_postings(block, matchers)?;
             let tomb = block.tombstones();
             for id in &ids {
                 let (labels, metas) = block.series(id)?;
                 let deleted = tomb.intervals(id);
                 let mut chunks = Vec::new();
-                for m in metas
-                    .iter()
-                    .filter(|m| m.max_time >= mint && m.min_time <= maxt)
-                {
+                for m in metas.iter().filter(|m| {
+                    m.max_time >= mint
+                        && m.min_time <= maxt
+                        && !covered(&claimed, m.min_time, m.max_time)
+                }) {
                     let c = ChunkSource {
                         min_time: m.min_time,
                         max_time: m.max_time,
@@ -555,6 +1011,7 @@ impl Querier {
                         labels,
                         chunks,
                         deleted: Vec::new(),
+                        downsampled: None,
                     });
                 }
             }
@@ -578,6 +1035,7 @@ impl Querier {
                             labels: d.labels,
                             chunks,
                             deleted: Vec::new(),
+                            downsampled: None,
                         });
                     }
                 }
@@ -595,7 +1053,61 @@ impl Querier {
                 _ => merged.push(s),
             }
         }
-        Ok(merged)
+        let (Some(aggr), false) = (aggr, claimed.is_empty()) else {
+            return Ok(merged);
+        };
+        // Some range was served by downsampled data: every series yields the aggregate, raw
+        // samples outside the claimed ranges mapped into its domain.
+        let mut result = Vec::with_capacity(merged.len().max(ds.len()));
+        let mut raw = merged.into_iter().peekable();
+        let mut down = ds.into_iter().peekable();
+        loop {
+            let take_raw = match (raw.peek(), down.peek()) {
+                (None, None) => break,
+                (Some(_), None) => Some(true),
+                (None, Some(_)) => Some(false),
+                (Some(r), Some((l, _))) => match r.labels.cmp(l) {
+                    std::cmp::Ordering::Less => Some(true),
+                    std::cmp::Ordering::Greater => Some(false),
+                    std::cmp::Ordering::Equal => None,
+                },
+            };
+            let (labels, chunks, mut deleted, res, blocks) = match take_raw {
+                Some(true) => match raw.next() {
+                    Some(r) => (r.labels, r.chunks, r.deleted, 0, Vec::new()),
+                    None => break,
+                },
+                Some(false) => match down.next() {
+                    Some((l, (res, parts))) => (l, Vec::new(), Vec::new(), res, parts),
+                    None => break,
+                },
+                None => match (raw.next(), down.next()) {
+                    (Some(r), Some((_, (res, parts)))) => {
+                        (r.labels, r.chunks, r.deleted, res, parts)
+                    }
+                    _ => break,
+                },
+            };
+            if let (Some(lo), Some(hi)) = (
+                chunks.iter().map(|c| c.min_time).min(),
+                chunks.iter().map(|c| c.max_time).max(),
+            ) {
+                deleted.extend(claimed.iter().copied().filter(|&(a, b)| a <= hi && b >= lo));
+            }
+            result.push(Series {
+                labels,
+                chunks,
+                deleted,
+                downsampled: Some(Box::new(DownsampledParts {
+                    aggregate: aggr,
+                    resolution_ms: res,
+                    mint,
+                    maxt,
+                    blocks,
+                })),
+            });
+        }
+        Ok(result)
     }
 
     /// Sorted label names of series with data in `[mint, maxt]` matching `matchers` (all
@@ -604,7 +1116,7 @@ impl Querier {
         let mut names = std::collections::BTreeSet::new();
         if matchers.is_empty() {
             for b in self.blocks_in(mint, maxt) {
-                names.extend(b.label_names()?);
+                names.extend(b.label_names()?.into_iter().filter(|n| n != AGGR_LABEL));
             }
             if self.head_overlaps(mint, maxt) {
                 names.extend(self.head.label_names());
@@ -627,6 +1139,9 @@ impl Querier {
         maxt: i64,
     ) -> Result<Vec<String>> {
         let mut values = std::collections::BTreeSet::new();
+        if name == AGGR_LABEL {
+            return Ok(Vec::new());
+        }
         if matchers.is_empty() {
             for b in self.blocks_in(mint, maxt) {
                 values.extend(b.label_values(name)?);

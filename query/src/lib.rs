@@ -119,6 +119,9 @@ pub struct EvalOptions {
     pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// Threads one query may use to decode and compute series. Default: the available cores.
     pub parallelism: usize,
+    /// The coarsest downsampled resolution (ms) selections may read: `None` (default) lets
+    /// the storage pick the coarsest that serves each selection, `Some(0)` forces raw data.
+    pub max_source_resolution_ms: Option<i64>,
 }
 
 impl Default for EvalOptions {
@@ -130,6 +133,7 @@ impl Default for EvalOptions {
             timeout: None,
             cancel: None,
             parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_source_resolution_ms: None,
         }
     }
 }

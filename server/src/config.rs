@@ -61,6 +61,8 @@ pub struct Config {
     pub traces: TracesConfig,
     /// Block compaction (`[compaction]`).
     pub compaction: CompactionConfig,
+    /// Downsampling of old metric blocks (`[downsampling]`).
+    pub downsampling: DownsamplingConfig,
 }
 
 /// `[compaction]` section.
@@ -83,6 +85,29 @@ impl Default for CompactionConfig {
             enabled: true,
             ranges: vec!["6h".into(), "24h".into()],
             max_write_rate: "64MiB".into(),
+        }
+    }
+}
+
+/// `[downsampling]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DownsamplingConfig {
+    /// Whether the background maintenance writes downsampled copies. Default: `true`.
+    pub enabled: bool,
+    /// Blocks whose newest sample is older than this (measured back from the tenant's newest
+    /// sample) get a 5-minute copy; `0s` disables that resolution. Default: `40h`.
+    pub after_5m: String,
+    /// ... and a 1-hour copy; `0s` disables it. Default: `10d`.
+    pub after_1h: String,
+}
+
+impl Default for DownsamplingConfig {
+    fn default() -> Self {
+        DownsamplingConfig {
+            enabled: true,
+            after_5m: "40h".into(),
+            after_1h: "10d".into(),
         }
     }
 }
@@ -178,6 +203,10 @@ pub struct StorageConfig {
     /// Most bytes of metric blocks kept per tenant; the oldest blocks go first. `0`: no limit.
     /// Default: `0`.
     pub retention_size: String,
+    /// How long 5-minute downsampled blocks are kept (like `retention`). Default: `365d`.
+    pub retention_5m: String,
+    /// How long 1-hour downsampled blocks are kept (like `retention`). Default: `365d`.
+    pub retention_1h: String,
 }
 
 impl Default for StorageConfig {
@@ -191,6 +220,8 @@ impl Default for StorageConfig {
             max_exemplars: 100_000,
             retention: "30d".into(),
             retention_size: "0".into(),
+            retention_5m: "365d".into(),
+            retention_1h: "365d".into(),
         }
     }
 }
@@ -443,6 +474,49 @@ impl Config {
         Ok(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
     }
 
+    /// The metrics retention per resolution: `storage.retention` for raw blocks,
+    /// `storage.retention_5m` and `storage.retention_1h` for downsampled ones.
+    pub fn metrics_retention_policy(
+        &self,
+    ) -> Result<strata_engine::ResolutionRetention, ConfigError> {
+        let one = |field: &'static str, v: &str| -> Result<i64, ConfigError> {
+            let d = parse_duration(v).map_err(|m| invalid(field, m))?;
+            if !d.is_zero() && d < Duration::from_secs(3600) {
+                return Err(invalid(
+                    field,
+                    "must be 0s (keep everything) or at least 1h",
+                ));
+            }
+            Ok(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        };
+        Ok(strata_engine::ResolutionRetention {
+            raw_ms: self.metrics_retention_ms()?,
+            res_5m_ms: one("storage.retention_5m", &self.storage.retention_5m)?,
+            res_1h_ms: one("storage.retention_1h", &self.storage.retention_1h)?,
+        })
+    }
+
+    /// When blocks get downsampled copies; `None` if downsampling is disabled.
+    pub fn downsample_options(
+        &self,
+    ) -> Result<Option<strata_compaction::downsample::DownsampleOptions>, ConfigError> {
+        let d = &self.downsampling;
+        if !d.enabled {
+            return Ok(None);
+        }
+        let one = |field: &'static str, v: &str| -> Result<i64, ConfigError> {
+            let d = parse_duration(v).map_err(|m| invalid(field, m))?;
+            if !d.is_zero() && d < Duration::from_secs(3600) {
+                return Err(invalid(field, "must be 0s (disabled) or at least 1h"));
+            }
+            Ok(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        };
+        Ok(Some(strata_compaction::downsample::DownsampleOptions {
+            after_5m_ms: one("downsampling.after_5m", &d.after_5m)?,
+            after_1h_ms: one("downsampling.after_1h", &d.after_1h)?,
+        }))
+    }
+
     /// The per-tenant size limit of metric blocks in bytes (0: none).
     pub fn metrics_retention_size(&self) -> Result<u64, ConfigError> {
         parse_size(&self.storage.retention_size).map_err(|m| invalid("storage.retention_size", m))
@@ -563,6 +637,30 @@ mod tests {
         let c = Config::parse("[storage]\nretention = \"10m\"\n", Path::new("x.toml")).unwrap();
         let e = c.metrics_retention_ms().unwrap_err().to_string();
         assert!(e.contains("storage.retention"), "{e}");
+    }
+
+    #[test]
+    fn downsampling_and_retention_per_resolution() {
+        let c = Config::parse("", Path::new("x.toml")).unwrap();
+        let p = c.metrics_retention_policy().unwrap();
+        assert_eq!(p.raw_ms, 30 * 86_400_000);
+        assert_eq!(p.res_5m_ms, 365 * 86_400_000);
+        assert_eq!(p.res_1h_ms, 365 * 86_400_000);
+        let d = c.downsample_options().unwrap().unwrap();
+        assert_eq!(d.after_5m_ms, 40 * 3_600_000);
+        assert_eq!(d.after_1h_ms, 10 * 86_400_000);
+        let c = Config::parse(
+            "[downsampling]\nenabled = false\n[storage]\nretention_1h = \"2y\"\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert!(c.downsample_options().unwrap().is_none());
+        let c = Config::parse("[storage]\nretention_5m = \"5m\"\n", Path::new("x.toml")).unwrap();
+        let e = c.metrics_retention_policy().unwrap_err().to_string();
+        assert!(e.contains("storage.retention_5m"), "{e}");
+        let c = Config::parse("[downsampling]\nafter_1h = \"soon\"\n", Path::new("x")).unwrap();
+        let e = c.downsample_options().unwrap_err().to_string();
+        assert!(e.contains("downsampling.after_1h"), "{e}");
     }
 
     #[test]

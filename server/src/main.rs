@@ -254,7 +254,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let opts = cfg.engine_options(data_dir.clone())?;
     let compactor = cfg.compactor_options(&opts)?;
     let interval = cfg.maintenance_interval()?;
-    let retention_ms = cfg.metrics_retention_ms()?;
+    let retention = cfg.metrics_retention_policy()?;
+    let downsample = cfg.downsample_options()?;
     let retention_bytes = cfg.metrics_retention_size()?;
     let server_opts = cfg.server_options(&data_dir)?;
     let http_addr: std::net::SocketAddr = cfg
@@ -343,8 +344,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
         let maintenance = Maintenance {
             interval,
-            retention_ms,
+            retention,
             retention_bytes,
+            downsample,
         };
         run(engine.clone(), state, listener, otlp, maintenance, shutdown).await
     })?;
@@ -356,14 +358,28 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes the downsampled copies that are due in every tenant; errors are logged per tenant.
+fn downsample_tenants(engine: &Engine, opts: &strata_compaction::downsample::DownsampleOptions) {
+    for id in engine.tenant_ids() {
+        let Some(db) = engine.existing_tenant(&id) else {
+            continue;
+        };
+        if let Err(e) = strata_compaction::downsample::downsample_due(&db, opts) {
+            tracing::error!(tenant = %id, error = %e, "downsampling failed");
+        }
+    }
+}
+
 /// What the background maintenance does and how often.
 struct Maintenance {
     /// How often it runs.
     interval: Duration,
-    /// Metrics retention (ms); 0 keeps everything.
-    retention_ms: i64,
+    /// Metrics retention per resolution.
+    retention: strata_engine::ResolutionRetention,
     /// Per-tenant size limit of metric blocks (bytes); 0: none.
     retention_bytes: u64,
+    /// When old blocks get downsampled copies; `None`: never.
+    downsample: Option<strata_compaction::downsample::DownsampleOptions>,
 }
 
 async fn run(
@@ -376,8 +392,9 @@ async fn run(
 ) -> anyhow::Result<()> {
     let Maintenance {
         interval,
-        retention_ms,
+        retention,
         retention_bytes,
+        downsample,
     } = maintenance;
     // One signal, broadcast to every listener.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -437,14 +454,18 @@ async fn run(
             let e = maint_engine.clone();
             let c = maint_compaction.clone();
             let l = maint_logs.clone();
-            // Errors are logged inside `maintain`, the compactor and `apply_retention`; the
-            // loop keeps running. Compaction runs after the cut so a new block is merged in
-            // the same round, and before retention so retention sees whole merged blocks.
+            // Errors are logged inside `maintain`, the compactor, the downsampler and
+            // `apply_retention`; the loop keeps running. Compaction runs after the cut so a new
+            // block is merged in the same round, downsampling after compaction so it copies
+            // merged blocks, retention last so it sees whole merged blocks.
             let _ = tokio::task::spawn_blocking(move || {
                 let _ = e.maintain();
                 c.run(&e);
+                if let Some(opts) = &downsample {
+                    downsample_tenants(&e, opts);
+                }
                 l.engine.apply_retention(&l.settings.retention);
-                e.apply_retention_and_size(retention_ms, retention_bytes)
+                e.apply_retention_policy_and_size(&retention, retention_bytes)
             })
             .await;
         }

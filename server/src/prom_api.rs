@@ -219,9 +219,19 @@ fn eval_options(state: &AppState, p: &Params) -> Result<EvalOptions, ApiError> {
         })?,
         _ => state.options.lookback_ms,
     };
+    // Which resolution queries may read: `raw`, `5m`, `1h` or `auto` (default).
+    let max_source_resolution_ms = match p.get("max_source_resolution") {
+        Some(v) => strata_engine::downsample::parse_max_source_resolution(v).ok_or_else(|| {
+            ApiError::bad_data(format!(
+                "invalid parameter \"max_source_resolution\": {v:?} is not one of raw, 5m, 1h, auto"
+            ))
+        })?,
+        None => None,
+    };
     Ok(EvalOptions {
         lookback_ms,
         max_samples: state.options.query_max_samples,
+        max_source_resolution_ms,
         ..EvalOptions::default()
     })
 }

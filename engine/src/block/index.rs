@@ -1179,6 +1179,16 @@ impl IndexReader {
 
     /// Labels and chunk metadata of series `id`.
     pub(crate) fn series(&self, id: u32) -> Result<(Labels, Vec<ChunkMeta>)> {
+        self.series_record(id, true)
+    }
+
+    /// Like [`IndexReader::series`] without building the label set (the record is still fully
+    /// validated): for readers that know which series an id is.
+    pub(crate) fn series_chunks(&self, id: u32) -> Result<Vec<ChunkMeta>> {
+        self.series_record(id, false).map(|r| r.1)
+    }
+
+    fn series_record(&self, id: u32, want_labels: bool) -> Result<(Labels, Vec<ChunkMeta>)> {
         if id >= self.num_series {
             return Err(BlockError::SeriesOutOfRange {
                 id,
@@ -1251,6 +1261,9 @@ impl IndexReader {
                         format!("value index {vi} out of range for {}", entry.name),
                     )
                 })?;
+            if !want_labels {
+                continue;
+            }
             let value = self.symbol(sym)?;
             if value.is_empty() {
                 return Err(corrupt(at, format!("empty value for {}", entry.name)));

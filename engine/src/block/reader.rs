@@ -183,6 +183,12 @@ impl Block {
         self.index.series(id)
     }
 
+    /// Chunk metadata of series `id` without decoding its labels (for a reader that already
+    /// knows which series the id is).
+    pub fn series_chunks(&self, id: u32) -> Result<Vec<ChunkMeta>> {
+        self.index.series_chunks(id)
+    }
+
     /// The encoded bytes of a chunk, verified against its CRC and encoding byte. Zero-copy: a
     /// view into the mapped segment.
     pub fn chunk(&self, meta: &ChunkMeta) -> Result<Bytes> {

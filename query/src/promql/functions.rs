@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::{Call, Expr};
+use strata_engine::downsample::{Aggregate, coarsest_allowed};
 use strata_engine::labels::METRIC_NAME;
 use strata_engine::{Label, Labels};
 
@@ -538,12 +539,58 @@ impl Evaluator<'_> {
             let mut any = false;
             // Counter resets are rare: when a series has none, windows need not look for them.
             let resets = s.pts.windows(2).any(|w| w[1].1 < w[0].1);
+            let aggregate = s.aggregate;
+            let weights = &s.weights;
+            let pts = &s.pts;
             RangeWindows { range, ends }.windows(&s.pts, |i, w| {
                 if w.is_empty() {
                     return;
                 }
                 let end = ends[i];
-                let v = window_value(name, w, end - range, end, range, g.t(i), p0, p1, i, resets);
+                let v = match (aggregate, name) {
+                    // Downsampled counts: the window's count is the sum of the counts.
+                    (Some(Aggregate::Count), "count_over_time") => {
+                        Some(kahan_sum(w.iter().map(|p| p.1)))
+                    }
+                    // Downsampled counters are continuous: the increase runs from the last
+                    // point before the window (the end of the previous resolution window) to
+                    // the last point in it, as a slope over that span scaled to the range.
+                    (Some(Aggregate::Counter), "rate" | "increase") => {
+                        let from = pts.partition_point(|p| p.0 < w[0].0);
+                        let last = w[w.len() - 1];
+                        match from.checked_sub(1).and_then(|b| pts.get(b)) {
+                            Some(&(bt, bv)) if last.0 > bt => {
+                                let per_ms = (last.1 - bv) / (last.0 - bt) as f64;
+                                Some(if name == "rate" {
+                                    per_ms * 1000.0
+                                } else {
+                                    per_ms * range as f64
+                                })
+                            }
+                            _ => window_value(
+                                name,
+                                w,
+                                end - range,
+                                end,
+                                range,
+                                g.t(i),
+                                p0,
+                                p1,
+                                i,
+                                resets,
+                            ),
+                        }
+                    }
+                    // Downsampled averages: sum of the sums over sum of the counts.
+                    (Some(Aggregate::Avg), "avg_over_time") => {
+                        let from = pts.partition_point(|p| p.0 < w[0].0);
+                        let n = weights
+                            .get(from..from + w.len())
+                            .map(|ws| kahan_sum(ws.iter().copied()));
+                        n.map(|n| kahan_sum(w.iter().map(|p| p.1)) / n)
+                    }
+                    _ => window_value(name, w, end - range, end, range, g.t(i), p0, p1, i, resets),
+                };
                 if let Some(v) = v {
                     vals[i] = v;
                     any = true;
@@ -565,8 +612,14 @@ impl Evaluator<'_> {
                     return Ok(Val::Vector(Vec::new()));
                 };
                 let hints = self.range_hints(g, range, name);
+                // A downsampled counter's windows are measured from the point before them:
+                // fetch one resolution window more where one may be read.
+                let margin = match Aggregate::for_function(Some(name), range) {
+                    Some(a @ Aggregate::Counter) => coarsest_allowed(&hints, a),
+                    _ => 0,
+                };
                 let ends = &ends;
-                self.select_map(&ms.vs, lo, hi, &hints, true, |s| {
+                self.select_map(&ms.vs, lo.saturating_sub(margin), hi, &hints, true, |s| {
                     Some(compute(s, ends, range))
                 })?
             }

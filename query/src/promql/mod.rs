@@ -21,6 +21,7 @@ use std::sync::atomic::Ordering as AtomicOrdering;
 use std::time::Instant;
 
 use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
+use strata_engine::downsample::Aggregate;
 use strata_engine::labels::METRIC_NAME;
 use strata_engine::{Label, Labels, Querier, SelectHints};
 
@@ -82,6 +83,11 @@ pub(crate) struct RangeSeries {
     pub(crate) labels: Labels,
     pub(crate) drop_name: bool,
     pub(crate) pts: Vec<(i64, f64)>,
+    /// The downsampled aggregate the points are, `None` for raw samples.
+    pub(crate) aggregate: Option<Aggregate>,
+    /// For [`Aggregate::Avg`]: the number of raw samples behind each point (whose value is
+    /// their sum); empty otherwise.
+    pub(crate) weights: Vec<f64>,
 }
 
 /// A range vector over the grid: per step the window `(end - range, end]`.
@@ -332,6 +338,35 @@ impl<'a> Evaluator<'a> {
             static LAST_LEN: std::cell::Cell<usize> = const { std::cell::Cell::new(16) };
         }
         let decoded = par_map(series, self.opts.parallelism, |s| {
+            if let Some(aggregate) = s.aggregate() {
+                // Downsampled: the aggregate's stream, stitched and mapped by the engine.
+                let (labels, points) = s.into_weighted()?;
+                let mut pts = Vec::with_capacity(points.len());
+                let mut weights = Vec::new();
+                for (t, v, w) in points {
+                    if t < mint || t > maxt || (drop_stale && is_stale(v)) {
+                        continue;
+                    }
+                    pts.push((t, if is_absent(v) { f64::NAN } else { v }));
+                    if aggregate == Aggregate::Avg {
+                        weights.push(w);
+                    }
+                }
+                let n = pts.len();
+                if n == 0 {
+                    return Ok((0, None));
+                }
+                return Ok((
+                    n,
+                    f(RangeSeries {
+                        labels,
+                        drop_name: false,
+                        pts,
+                        aggregate: Some(aggregate),
+                        weights,
+                    }),
+                ));
+            }
             let (labels, mut it) = s.into_parts()?;
             let mut pts = Vec::with_capacity(LAST_LEN.with(|c| c.get()));
             let mut cur = it.seek(mint);
@@ -358,6 +393,8 @@ impl<'a> Evaluator<'a> {
                     labels,
                     drop_name: false,
                     pts,
+                    aggregate: None,
+                    weights: Vec::new(),
                 }),
             ))
         });
@@ -392,6 +429,7 @@ impl<'a> Evaluator<'a> {
             step_ms: if g.n > 1 { g.step } else { 0 },
             range_ms: range,
             func: func.map(str::to_string),
+            max_resolution_ms: self.opts.max_source_resolution_ms,
         }
     }
 
@@ -421,12 +459,22 @@ impl<'a> Evaluator<'a> {
         };
         let lookback = self.opts.lookback_ms;
         let hints = self.hints(g, 0, None);
-        let from = lo.saturating_sub(lookback).saturating_add(1);
-        let series = self.q.select(matchers, from, hi, &hints)?;
+        // Downsampled data (read only when the step is at least its resolution) is looked up
+        // as far back as one step, so that a point per resolution window is always found.
+        let widest = lookback.max(hints.step_ms);
+        let series = self.q.select(
+            matchers,
+            lo.saturating_sub(widest).saturating_add(1),
+            hi,
+            &hints,
+        )?;
         self.check_cancel()?;
         // Each series is decoded once, stopping at the last step, and reduced to one value per
         // step on the way (no intermediate sample buffer).
         let decoded = par_map(series, self.opts.parallelism, |s| {
+            // Downsampled points are one per resolution window: look back at least that far.
+            let lookback = lookback.max(s.resolution_ms());
+            let from = lo.saturating_sub(lookback).saturating_add(1);
             let (labels, mut it) = s.into_parts()?;
             let mut vals = vec![absent(); g.n];
             let mut any = false;
@@ -569,12 +617,16 @@ impl<'a> Evaluator<'a> {
                             .collect(),
                         labels: s.labels,
                         drop_name: s.drop_name,
+                        aggregate: None,
+                        weights: Vec::new(),
                     })
                     .filter(|s| !s.pts.is_empty())
                     .collect(),
                 Val::Scalar(v) => vec![RangeSeries {
                     labels: Labels::default(),
                     drop_name: false,
+                    aggregate: None,
+                    weights: Vec::new(),
                     pts: v
                         .iter()
                         .enumerate()

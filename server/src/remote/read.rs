@@ -112,6 +112,8 @@ fn read_request(state: &AppState, tenant: &str, body: &[u8]) -> Result<ReadBody,
                 step_ms: h.step_ms,
                 range_ms: h.range_ms,
                 func: (!h.func.is_empty()).then(|| h.func.clone()),
+                // Remote read returns samples, never aggregates.
+                max_resolution_ms: Some(0),
             });
         let (mint, maxt) = (q.start_timestamp_ms, q.end_timestamp_ms);
         let mut out = Vec::new();
