@@ -185,7 +185,7 @@ fn the_server_maintenance_downsamples_old_blocks() {
     let cfg = dir.path().join("strata.toml");
     std::fs::write(
         &cfg,
-        "[storage]\nmaintenance_interval = \"1s\"\n[downsampling]\nafter_5m = \"1d\"\nafter_1h = \"0s\"\n",
+        "[storage]\nmaintenance_interval = \"1s\"\n[compaction]\nenabled = false\n[downsampling]\nafter_5m = \"1d\"\nafter_1h = \"0s\"\n",
     )
     .unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -214,7 +214,8 @@ fn the_server_maintenance_downsamples_old_blocks() {
             .filter(|b| String::from_utf8_lossy(b).contains("\"resolution_ms\": 300000"))
             .count()
     };
-    // 36 raw 2 h blocks; those ending more than 1 d before the newest sample get a 5 m copy.
+    // 36 raw 2 h blocks (compaction off, so they stay 2 h); those ending more than 1 d before
+    // the newest sample get a 5 m copy.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while count_5m() < 23 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(200));
