@@ -43,7 +43,7 @@ use strata_engine::block::{
     TMP_SUFFIX, new_block_id,
 };
 use strata_engine::chunk::{self, Encoding};
-use strata_engine::downsample::{AGGR_LABEL, Aggregate, RES_1H, RES_5M};
+use strata_engine::downsample::{AGGR_LABEL, Aggregate, RES_1H, RES_5M, without_aggr_label};
 use strata_engine::{Label, Labels, SeriesIter, TenantDb};
 
 /// Errors of downsampling.
@@ -368,16 +368,6 @@ fn with_aggr(labels: &Labels, a: Aggregate) -> Labels {
     Labels::from_sorted(v)
 }
 
-fn without_aggr(labels: Labels) -> Labels {
-    Labels::from_sorted(
-        labels
-            .into_vec()
-            .into_iter()
-            .filter(|l| l.name != AGGR_LABEL)
-            .collect(),
-    )
-}
-
 fn add(writer: &mut BlockWriter, labels: &Labels, chunks: &[Encoded]) -> Result<()> {
     let refs: Vec<(i64, i64, u32, u8, &[u8])> = chunks
         .iter()
@@ -598,7 +588,7 @@ pub fn write_downsampled(
             let mut min: Option<Labels> = None;
             for (_, ids) in &mut lists {
                 if let Some(&id) = ids.peek() {
-                    let l = without_aggr(block.series(id)?.0);
+                    let l = without_aggr_label(block.series(id)?.0);
                     if min.as_ref().is_none_or(|m| l < *m) {
                         min = Some(l);
                     }
@@ -607,7 +597,7 @@ pub fn write_downsampled(
             let Some(min) = min else { break };
             for (a, ids) in &mut lists {
                 let Some(&id) = ids.peek() else { continue };
-                if without_aggr(block.series(id)?.0) != min {
+                if without_aggr_label(block.series(id)?.0) != min {
                     continue;
                 }
                 ids.next();

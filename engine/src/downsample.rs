@@ -110,6 +110,17 @@ impl Aggregate {
     }
 }
 
+/// The labels of a downsampled series without the reserved [`AGGR_LABEL`].
+pub fn without_aggr_label(labels: crate::labels::Labels) -> crate::labels::Labels {
+    crate::labels::Labels::from_sorted(
+        labels
+            .into_vec()
+            .into_iter()
+            .filter(|l| l.name != AGGR_LABEL)
+            .collect(),
+    )
+}
+
 /// True if a selection with `hints` needing `aggr` may read data of resolution `res` (> 0).
 ///
 /// - `max_resolution_ms` caps the resolution (`Some(0)` forces raw);

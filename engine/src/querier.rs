@@ -361,20 +361,7 @@ impl Series {
 
     /// Decodes all samples in `[mint, maxt]`.
     pub fn samples(&self, mint: i64, maxt: i64) -> Result<Vec<(i64, f64)>> {
-        let mut it = self.iter()?;
-        let mut out = Vec::new();
-        let mut cur = it.seek(mint);
-        while let Some(s) = cur {
-            if s.0 > maxt {
-                break;
-            }
-            out.push(s);
-            cur = it.next_sample();
-        }
-        if let Some(e) = it.take_err() {
-            return Err(e);
-        }
-        Ok(out)
+        self.iter()?.collect_range(mint, maxt)
     }
 }
 
@@ -599,6 +586,23 @@ impl SeriesIter {
     pub fn take_err(&mut self) -> Option<Error> {
         self.err.take()
     }
+
+    /// Collects the samples in `[mint, maxt]`, or the error that ended iteration.
+    pub fn collect_range(mut self, mint: i64, maxt: i64) -> Result<Vec<(i64, f64)>> {
+        let mut out = Vec::new();
+        let mut cur = self.seek(mint);
+        while let Some(s) = cur {
+            if s.0 > maxt {
+                break;
+            }
+            out.push(s);
+            cur = self.next_sample();
+        }
+        match self.err.take() {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
 }
 
 /// Sorts intervals and merges overlapping and adjacent ones (the intervals of a merged series
@@ -645,20 +649,7 @@ fn decode_range(
         }
         return Ok(out);
     }
-    let mut it = SeriesIter::new(chunks, deleted)?;
-    let mut out = Vec::new();
-    let mut cur = it.seek(mint);
-    while let Some(s) = cur {
-        if s.0 > maxt {
-            break;
-        }
-        out.push(s);
-        cur = it.next_sample();
-    }
-    if let Some(e) = it.take_err() {
-        return Err(e);
-    }
-    Ok(out)
+    SeriesIter::new(chunks, deleted)?.collect_range(mint, maxt)
 }
 
 fn flush_group(mut group: Vec<ChunkSource>) -> Result<Segment> {
@@ -773,7 +764,10 @@ fn read_downsampled(
         std::collections::HashMap::new();
     if let (Some(c), false) = (&comp_ids, by_position) {
         for id in c {
-            comp_by_labels.insert(strip_aggr(block.series(id)?.0), id);
+            comp_by_labels.insert(
+                crate::downsample::without_aggr_label(block.series(id)?.0),
+                id,
+            );
         }
     }
     let mut comp_iter = comp_ids.as_ref().map(|c| c.iter());
@@ -784,7 +778,7 @@ fn read_downsampled(
             (Some(it), true) => it.next(),
             _ => None,
         };
-        let labels = strip_aggr(labels);
+        let labels = crate::downsample::without_aggr_label(labels);
         let chunks = chunks_of(&metas)?;
         if chunks.is_empty() {
             continue;
@@ -880,17 +874,6 @@ fn par_blocks<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec
         }
         out
     })
-}
-
-/// The labels without [`AGGR_LABEL`].
-fn strip_aggr(labels: Labels) -> Labels {
-    Labels::from_sorted(
-        labels
-            .into_vec()
-            .into_iter()
-            .filter(|l| l.name != AGGR_LABEL)
-            .collect(),
-    )
 }
 
 /// A consistent read view of one tenant: its head and blocks.

@@ -6,27 +6,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use strata_engine::{
     AppendSeries, DEFAULT_TENANT, Engine, EngineOptions, HeadOptions, Labels, Matcher, SelectHints,
 };
-
-/// Path of the `strata` binary built next to this test (see `server_startup.rs`).
-fn strata_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("strata");
-    assert!(
-        bin.exists(),
-        "{} not found: run `cargo build -p strata-server --bin strata` first",
-        bin.display()
-    );
-    bin
-}
+use strata_tests::harness::{self, Strata};
 
 fn opts(dir: &Path) -> EngineOptions {
     EngineOptions {
@@ -66,85 +51,14 @@ fn prepare(dir: &Path) {
     engine.close().unwrap();
 }
 
-/// Starts the binary on a free loopback port; returns the child and `host:port`.
-fn start(data: &Path) -> (Child, String) {
-    let mut child = Command::new(strata_bin())
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--http-addr")
-        .arg("127.0.0.1:0")
-        .env("STRATA_OTLP_GRPC_ADDR", "none")
-        .env("STRATA_OTLP_HTTP_ADDR", "none")
-        .env("STRATA_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        loop {
-            match stderr.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if tx
-                        .send(String::from_utf8_lossy(&buf[..n]).into_owned())
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-            }
-        }
-    });
-    let mut log = String::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let addr = loop {
-        if let Some(line) = log.lines().find(|l| l.contains("storage ready")) {
-            let addr = line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("http_addr="))
-                .expect("http_addr in the ready line")
-                .to_string();
-            break addr;
-        }
-        assert!(Instant::now() < deadline, "server did not start: {log}");
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(s) => log.push_str(&s),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                panic!("server exited: {log}")
-            }
-        }
-    };
-    std::thread::spawn(move || while rx.recv().is_ok() {});
-    (child, addr)
-}
-
-/// One HTTP/1.1 request over a fresh connection; returns (status, body).
+/// One HTTP/1.1 request, with an optional form body; returns (status, body).
 fn http(addr: &str, method: &str, target: &str, form: Option<&str>) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let body = form.unwrap_or("");
-    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if form.is_some() {
-        req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
-    }
-    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    s.write_all(req.as_bytes()).unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let status: u16 = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("bad response: {resp:?}"));
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let headers: &[(&str, &str)] = if form.is_some() {
+        &[("Content-Type", "application/x-www-form-urlencoded")]
+    } else {
+        &[]
+    };
+    harness::http(addr, method, target, headers, form.unwrap_or("").as_bytes()).unwrap()
 }
 
 /// `count_over_time` of every `up` series over the whole range, by instance.
@@ -178,7 +92,8 @@ fn counts(addr: &str) -> Vec<(String, String)> {
 fn delete_series_through_the_binary_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
     prepare(dir.path());
-    let (mut child, addr) = start(dir.path());
+    let strata = Strata::start(dir.path(), &[]).unwrap();
+    let addr = strata.addr.clone();
     let all = |n: &str| {
         vec![
             ("h0".into(), "140".into()),
@@ -211,13 +126,7 @@ fn delete_series_through_the_binary_survives_restart() {
         "{body}"
     );
 
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert!(child.wait().unwrap().success());
+    assert!(strata.stop().unwrap(), "clean shutdown");
 
     // The audit log names the client; the bad request never reached the engine.
     let log = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
