@@ -519,3 +519,74 @@ fn downsampled_copies_follow_compaction() {
     assert_eq!(db.block_metas().len(), metas.len());
     assert!(same(&read_all(&db), &model));
 }
+
+#[test]
+fn deletion_reaches_downsampled_copies() {
+    use strata_compaction::downsample::{DownsampleOptions, downsample_due};
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let mut model = Model::new();
+    two_hour_blocks(&db, &mut model, 36, 2, 60_000); // 3 days, 2 series
+    downsample_due(
+        &db,
+        &DownsampleOptions {
+            after_5m_ms: 24 * H,
+            after_1h_ms: 0,
+        },
+    )
+    .unwrap();
+    assert!(db.blocks().iter().any(|b| b.meta().resolution_ms > 0));
+    // Delete series 1 over the first day: raw blocks and their 5 m copies get tombstones.
+    let m = [Matcher::equal("i", "1")];
+    db.delete_series(&m, 0, 24 * H - 1).unwrap();
+    let count = |res: Option<i64>| {
+        let opts = strata_query::EvalOptions {
+            max_source_resolution_ms: res,
+            ..strata_query::EvalOptions::default()
+        };
+        let q = "sum by (i) (count_over_time(m[6h]))";
+        match strata_query::range_query(&db.querier(), q, 6 * H, 48 * H, 6 * H, &opts)
+            .unwrap()
+            .value
+        {
+            strata_query::Value::Matrix(m) => m
+                .into_iter()
+                .map(|s| (s.labels.get("i").unwrap_or("").to_string(), s.points))
+                .collect::<Vec<_>>(),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    for res in [Some(0), None] {
+        let got = count(res);
+        let one = got
+            .iter()
+            .find(|(i, _)| i == "1")
+            .map(|(_, p)| p.clone())
+            .unwrap();
+        // Nothing before 24 h survives; from 30 h on each step counts 360 samples. At 24 h raw
+        // counts the one sample at exactly 24 h; downsampled data stamps that sample's window at
+        // its last sample (24 h + 4 min), outside the step (the documented edge rule).
+        // (A step spanning the junction of downsampled and raw data may count one sample more
+        // or less, by the same rule.)
+        let kept: Vec<(i64, f64)> = one.iter().copied().filter(|p| p.0 >= 30 * H).collect();
+        assert_eq!(
+            kept.iter().map(|p| p.0).collect::<Vec<_>>(),
+            vec![30 * H, 36 * H, 42 * H, 48 * H]
+        );
+        let slack = if res == Some(0) { 0.0 } else { 1.0 };
+        assert!(
+            kept.iter().all(|p| (p.1 - 360.0).abs() <= slack),
+            "{res:?}: {kept:?}"
+        );
+        assert!(one.iter().all(|p| p.0 >= 24 * H), "{res:?}: {one:?}");
+        if res == Some(0) {
+            assert_eq!(one.first(), Some(&(24 * H, 1.0)));
+        }
+        let zero = got
+            .iter()
+            .find(|(i, _)| i == "0")
+            .map(|(_, p)| p.len())
+            .unwrap();
+        assert_eq!(zero, 8, "series 0 untouched ({res:?})");
+    }
+}
