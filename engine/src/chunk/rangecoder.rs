@@ -315,7 +315,7 @@ impl Sink for Pricer {
 }
 
 /// Longest prefix [`price_estimate`] prices exactly.
-pub(crate) const PRICE_PREFIX: usize = 2048;
+pub(crate) const PRICE_PREFIX: usize = 1024;
 
 /// What coding `ys` costs, estimated from its first [`PRICE_PREFIX`] values scaled to the
 /// whole length: the encoders use it to choose between candidate transforms of long chunks

@@ -52,7 +52,7 @@
 //! and up to three decimal exponents: the largest at which some value is exact, the most common
 //! such one, and the most common one within 4 ULPs) and their orders.
 //! The options whose estimate is within 25 % of the best are then priced with the range
-//! coder's model (`rangecoder::price_estimate`: exactly up to 2048 values, from a 2048-value
+//! coder's model (`rangecoder::price_estimate`: exactly up to 1024 values, from a 1024-value
 //! prefix beyond), which picks better than the estimate alone (1.4 %
 //! smaller on the real capture, for about half the encode speed). The choice only affects size:
 //! any choice decodes to the same samples.
