@@ -205,18 +205,24 @@ fn merge_into(
     let mut parts: Vec<(usize, ChunkMeta)> = Vec::new();
     // Per input, the current series' tombstoned intervals in that input.
     let mut deleted: Vec<Vec<(i64, i64)>> = vec![Vec::new(); cursors.len()];
-    // The smallest label set among the cursors; ties are the same series.
-    while let Some(labels) = cursors
+    // The cursor holding the smallest label set; cursors with equal labels hold the same
+    // series. Its labels are moved out, not cloned.
+    while let Some(first) = cursors
         .iter()
-        .filter_map(|c| c.current.as_ref().map(|(_, l, _)| l))
-        .min()
-        .cloned()
+        .enumerate()
+        .filter_map(|(i, c)| c.current.as_ref().map(|(_, l, _)| (i, l)))
+        .min_by(|a, b| a.1.cmp(b.1))
+        .map(|(i, _)| i)
     {
+        let labels = match cursors.get_mut(first).and_then(|c| c.current.as_mut()) {
+            Some((_, l, _)) => std::mem::take(l),
+            None => break,
+        };
         parts.clear();
         deleted.iter_mut().for_each(Vec::clear);
         let mut touched = false;
         for (i, c) in cursors.iter_mut().enumerate() {
-            let matches = c.current.as_ref().is_some_and(|(_, l, _)| *l == labels);
+            let matches = i == first || c.current.as_ref().is_some_and(|(_, l, _)| *l == labels);
             if !matches {
                 continue;
             }
