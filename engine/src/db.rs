@@ -473,6 +473,7 @@ impl TenantDb {
         ranges.dedup();
         let mut out = Vec::new();
         for lo in ranges {
+            let started = Instant::now();
             let hi = lo.saturating_add(range);
             let mut writer =
                 BlockWriter::create(&self.dir, lo, hi.saturating_sub(1), 1, Vec::new())?;
@@ -489,23 +490,37 @@ impl TenantDb {
             if !wrote_any {
                 continue;
             }
-            let (meta, path) = writer.finish()?;
-            let block = Arc::new(Block::open(&path)?);
-            tracing::info!(
-                tenant = %self.id,
-                block = %meta.id,
-                min_time = meta.min_time,
-                max_time = meta.max_time,
-                series = meta.stats.num_series,
-                samples = meta.stats.num_samples,
-                "imported block"
-            );
-            let mut blocks = self.blocks.write();
-            blocks.push(block);
-            sort_blocks(&mut blocks);
-            out.push(meta);
+            out.push(self.publish_written(writer, "imported", started)?);
         }
         Ok(out)
+    }
+
+    /// Finishes a block written into the tenant directory, opens it and lists it for new
+    /// queriers (under the append lock, so a block cut and its head truncation stay ordered).
+    fn publish_written(
+        &self,
+        writer: BlockWriter,
+        origin: &'static str,
+        started: Instant,
+    ) -> Result<BlockMeta> {
+        let (meta, path) = writer.finish()?;
+        let block = Arc::new(Block::open(&path)?);
+        tracing::info!(
+            tenant = %self.id,
+            block = %meta.id,
+            origin,
+            min_time = meta.min_time,
+            max_time = meta.max_time,
+            series = meta.stats.num_series,
+            samples = meta.stats.num_samples,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "published block"
+        );
+        let _g = self.append_lock.lock();
+        let mut blocks = self.blocks.write();
+        blocks.push(block);
+        sort_blocks(&mut blocks);
+        Ok(meta)
     }
 
     /// Writes a snapshot of the tenant into `dest`: every block hard-linked (copied where
@@ -885,23 +900,7 @@ impl TenantDb {
             wrote_any = true;
         }
         let meta = if wrote_any {
-            let (meta, path) = writer.finish()?;
-            let block = Arc::new(Block::open(&path)?);
-            tracing::info!(
-                tenant = %self.id,
-                block = %meta.id,
-                min_time = meta.min_time,
-                max_time = meta.max_time,
-                series = meta.stats.num_series,
-                samples = meta.stats.num_samples,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "cut block from head"
-            );
-            let _g = self.append_lock.lock();
-            let mut blocks = self.blocks.write();
-            blocks.push(block);
-            sort_blocks(&mut blocks);
-            Some(meta)
+            Some(self.publish_written(writer, "cut from head", started)?)
         } else {
             drop(writer);
             block::cleanup_incomplete(&self.dir)?;

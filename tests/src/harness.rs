@@ -260,3 +260,40 @@ pub fn metric_value(text: &str, series: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// Runs the script `tests/otel/<name>` with the OpenTelemetry SDK's Python ([`otel_python`])
+/// and returns its stdout. Fails if it exits unsuccessfully, runs longer than 60 s, or reports
+/// an export failure on stderr (the SDK logs export failures instead of failing).
+pub fn run_otel_script(name: &str, args: &[&str]) -> anyhow::Result<String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("otel")
+        .join(name);
+    let mut child = ChildGuard(
+        Command::new(otel_python()?)
+            .arg(&script)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?,
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.0.try_wait()? {
+            let (mut out, mut err) = (String::new(), String::new());
+            if let Some(mut o) = child.0.stdout.take() {
+                o.read_to_string(&mut out)?;
+            }
+            if let Some(mut e) = child.0.stderr.take() {
+                e.read_to_string(&mut err)?;
+            }
+            anyhow::ensure!(status.success(), "{name} failed ({status}):\n{err}");
+            anyhow::ensure!(!err.contains("Failed to export"), "{name} reported:\n{err}");
+            return Ok(out);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{name} did not finish within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -14,16 +14,11 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use serde_json::Value;
-use strata_tests::harness::{self, ChildGuard, Strata};
-
-fn python() -> PathBuf {
-    harness::otel_python().unwrap()
-}
+use strata_tests::harness::{self, Strata};
 
 fn start(data: &Path) -> Strata {
     Strata::start_with_otlp(data).unwrap()
@@ -45,49 +40,11 @@ fn get(addr: &str, path: &str, tenant: &str) -> Value {
 }
 
 fn export(protocol: &str, endpoint: &str, tenant: &str, service: &str) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("otel/export_logs.py");
-    let mut child = ChildGuard(
-        Command::new(python())
-            .arg(&script)
-            .args([protocol, endpoint, tenant, service])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            let (mut out, mut err) = (String::new(), String::new());
-            child
-                .0
-                .stdout
-                .take()
-                .unwrap()
-                .read_to_string(&mut out)
-                .unwrap();
-            child
-                .0
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            assert!(status.success(), "export_logs.py failed ({status}):\n{err}");
-            assert!(
-                !err.contains("Failed to export"),
-                "export_logs.py reported:\n{err}"
-            );
-            let id = out.trim().to_string();
-            assert_eq!(id.len(), 32, "exporter printed {out:?}");
-            return id;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "export_logs.py did not finish in 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let out =
+        harness::run_otel_script("export_logs.py", &[protocol, endpoint, tenant, service]).unwrap();
+    let id = out.trim().to_string();
+    assert_eq!(id.len(), 32, "exporter printed {out:?}");
+    id
 }
 
 fn enc(s: &str) -> String {

@@ -19,16 +19,11 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use serde_json::Value;
-use strata_tests::harness::{self, ChildGuard, Strata};
-
-fn python() -> PathBuf {
-    harness::otel_python().unwrap()
-}
+use strata_tests::harness::{self, Strata};
 
 fn start_strata(data: &Path) -> Strata {
     Strata::start_with_otlp(data).unwrap()
@@ -88,48 +83,7 @@ fn export(protocol: &str, endpoint: &str, tenant: &str) -> String {
 
 /// Runs a script of `tests/otel/` with the SDK's Python; returns its stdout.
 fn run_script(name: &str, args: &[&str]) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("otel")
-        .join(name);
-    let mut child = ChildGuard(
-        Command::new(python())
-            .arg(&script)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            let mut out = String::new();
-            let mut err = String::new();
-            child
-                .0
-                .stdout
-                .take()
-                .unwrap()
-                .read_to_string(&mut out)
-                .unwrap();
-            child
-                .0
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            assert!(status.success(), "{name} failed ({status}):\n{err}");
-            // The SDK logs export failures instead of failing: make sure there were none.
-            assert!(!err.contains("Failed to export"), "{name} reported:\n{err}");
-            return out;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} did not finish within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    harness::run_otel_script(name, args).unwrap()
 }
 
 fn find<'a>(node: &'a Value, op: &str) -> Option<&'a Value> {
